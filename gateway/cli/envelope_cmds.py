@@ -1,0 +1,232 @@
+"""CLI commands of the envelope: keygen, identity, inspect and consume.
+
+``register`` adds them to the ``consentgate`` parser; each handler returns the exit code
+(0 success, 1 a check failed, 2 bad usage or configuration) and prints errors to stderr as one
+line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.config import load_config, resolve_config_path
+from gateway.envelope.consumer import Consumer, OpenedRecord
+from gateway.envelope.errors import MalformedError
+from gateway.envelope.inspect import describe
+from gateway.envelope.keys import (
+    generate_recipient,
+    hub_signing_key,
+    load_recipient_private,
+    parse_hub_public,
+    raw_public,
+)
+from gateway.envelope.session import ConsumeStats, Rejection
+from gateway.envelope.topics import WORD
+from gateway.errors import ConfigError, ConsentgateError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the keygen, identity, inspect and consume subcommands to ``subparsers``."""
+    keygen = subparsers.add_parser(
+        "keygen", help="create a recipient key pair (recipient.key, recipient.pub) for a consumer"
+    )
+    keygen.add_argument("--out", required=True, type=Path, help="directory to write the keys to")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
+    keygen.set_defaults(func=cmd_keygen)
+
+    identity = subparsers.add_parser(
+        "identity", help="print the hub id and the public key consumers must trust"
+    )
+    identity.add_argument("--config", help="config file (default: $CONSENTGATE_CONFIG or /etc)")
+    identity.set_defaults(func=cmd_identity)
+
+    inspect = subparsers.add_parser(
+        "inspect", help="describe a record or announcement without decrypting it (JSON)"
+    )
+    inspect.add_argument("file", help="file holding the envelope bytes, or - for stdin")
+    inspect.set_defaults(func=cmd_inspect)
+
+    consume = subparsers.add_parser(
+        "consume", help="verify and decrypt records from a broker, one JSON line per record"
+    )
+    consume.add_argument("--host", default="127.0.0.1")
+    consume.add_argument("--port", type=int, default=1883)
+    consume.add_argument("--base", default="consentgate", help="base topic of the hubs")
+    consume.add_argument("--recipient-key", required=True, type=Path, help="recipient.key")
+    consume.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="HUB_ID=PUBHEX",
+        help="a hub and its public key as printed by `identity` (repeatable)",
+    )
+    consume.add_argument("--username")
+    consume.add_argument("--password-file", type=Path)
+    consume.add_argument("--group", help="share the data subscription ($share/GROUP/...)")
+    consume.add_argument("--count", type=int, help="stop after this many records")
+    consume.add_argument("--seconds", type=float, help="stop after this many seconds")
+    consume.set_defaults(func=cmd_consume)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a new recipient key pair to ``--out``; print the public key and its rkid."""
+    try:
+        files = generate_recipient(args.out, overwrite=args.force)
+    except ConsentgateError as exc:
+        return _fail(exc, EXIT_USAGE)
+    public = files.public_key.read_bytes()
+    print(
+        json.dumps(
+            {
+                "private_key": str(files.private_key),
+                "public_key": str(files.public_key),
+                "public_key_hex": public.hex(),
+                "rkid": files.rkid.hex(),
+            }
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Print the hub id and hub public key (creating the hub key on first use)."""
+    try:
+        config = load_config(resolve_config_path(args.config))
+        public = raw_public(hub_signing_key(config.state_dir).public_key()).hex()
+    except ConsentgateError as exc:
+        return _fail(exc, EXIT_USAGE)
+    print(
+        json.dumps(
+            {
+                "hub_id": config.hub_id,
+                "public_key": public,
+                "trust": f"{config.hub_id}={public}",
+            }
+        )
+    )
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print what an envelope's bytes claim, as JSON; exit 1 if they are not an envelope."""
+    try:
+        payload = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        return _fail(ConfigError(args.file, f"cannot be read: {exc.strerror}"), EXIT_USAGE)
+    try:
+        print(json.dumps(describe(payload), indent=2))
+    except MalformedError as exc:
+        return _fail(exc, EXIT_FAILED)
+    return EXIT_OK
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """Consume records from the broker until --count or --seconds; print them as JSON lines."""
+    # aiomqtt is imported only when consuming: the other commands start faster without it.
+    from aiomqtt import MqttError  # noqa: PLC0415
+
+    from gateway.envelope.live import Broker, consume  # noqa: PLC0415
+
+    try:
+        consumer = Consumer(load_recipient_private(args.recipient_key), _trust(args.trust))
+        password = None
+        if args.password_file is not None:
+            password = _read_password(args.password_file)
+    except ConsentgateError as exc:
+        return _fail(exc, EXIT_USAGE)
+    broker = Broker(args.host, args.port, args.username, password)
+    try:
+        stats = asyncio.run(
+            consume(
+                consumer,
+                broker,
+                args.base,
+                on_record=_print_record,
+                on_rejection=_print_rejection,
+                count=args.count,
+                seconds=args.seconds,
+                group=args.group,
+            )
+        )
+    except MqttError as exc:
+        print(f"consume: broker {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    _print_stats(stats)
+    return EXIT_OK
+
+
+def record_json(record: OpenedRecord) -> str:
+    """Return the JSON line printed for an opened record (byte values as hex)."""
+    fields = {k: v.hex() if isinstance(v, bytes) else v for k, v in record.fields.items()}
+    return json.dumps(
+        {
+            "hub": record.hub_id,
+            "device": record.device,
+            "category": record.category,
+            "epoch": record.epoch,
+            "seq": record.seq,
+            "ts": record.ts,
+            "fields": fields,
+        }
+    )
+
+
+def _print_record(record: OpenedRecord) -> None:
+    print(record_json(record), flush=True)
+
+
+def _print_rejection(rejection: Rejection) -> None:
+    error = rejection.error
+    code = getattr(error, "code", "envelope")
+    line = {"error": code, "topic": rejection.topic, "message": str(error)}
+    print(json.dumps(line), file=sys.stderr, flush=True)
+
+
+def _print_stats(stats: ConsumeStats) -> None:
+    summary = {
+        "event": "consume_done",
+        "opened": stats.opened,
+        "duplicates": stats.duplicates,
+        "rejected": stats.rejected,
+        "held": stats.held,
+        "dropped": stats.dropped,
+        "announcements": stats.announcements,
+        "requests": stats.requests,
+    }
+    print(json.dumps(summary), file=sys.stderr)
+
+
+def _trust(specs: list[str]) -> dict[str, Ed25519PublicKey]:
+    if not specs:
+        raise ConfigError("--trust", "give at least one HUB_ID=PUBHEX (from `identity`)")
+    trust: dict[str, Ed25519PublicKey] = {}
+    for spec in specs:
+        hub_id, sep, hex_key = spec.partition("=")
+        if not sep or not WORD.fullmatch(hub_id):
+            raise ConfigError("--trust", f"{spec!r} is not HUB_ID=PUBHEX")
+        trust[hub_id] = parse_hub_public(hex_key, where=f"--trust {hub_id}")
+    return trust
+
+
+def _read_password(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--password-file", f"{path} cannot be read: {exc}") from exc
+
+
+def _fail(exc: Exception, code: int) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return code

@@ -1,0 +1,1 @@
+"""MQTT request/response commands (DESIGN.md section 4)."""

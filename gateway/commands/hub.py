@@ -1,0 +1,60 @@
+"""Commands about the hub itself: health, key rotation, epoch re-announcement."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gateway.commands.router import Router, reject_unknown
+from gateway.errors import CommandError
+
+_KID = re.compile(r"^[0-9a-f]{16}$")
+
+if TYPE_CHECKING:
+    from gateway.daemon import Hub
+
+
+def register_hub_commands(router: Router, hub: Hub) -> None:
+    """Register ``health``, ``keys/rotate`` and ``epoch/resend`` on ``router``."""
+
+    async def health(params: Mapping[str, Any]) -> Any:
+        reject_unknown(params, frozenset())
+        return hub.health()
+
+    async def rotate(params: Mapping[str, Any]) -> Any:
+        reject_unknown(params, frozenset())
+        epoch = await hub.pipeline.rotate("command")
+        await hub.audit.append("keys.rotate", epoch=epoch)
+        return {"epoch": epoch}
+
+    async def resend(params: Mapping[str, Any]) -> Any:
+        reject_unknown(params, frozenset({"kid", "epoch"}))
+        epoch = params.get("epoch")
+        if epoch is not None and (
+            isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**63
+        ):
+            raise CommandError("invalid_request", "epoch must be an integer from 0 to 2**63-1")
+        kid = params.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
+            raise CommandError("invalid_request", "kid must be 16 hex digits")
+        connection = hub.link.connection
+        if connection is None:
+            raise CommandError("busy", "not connected to the broker")
+        exact = hub.sealer.announcement(bytes.fromhex(kid)) if kid else None
+        if exact is not None:
+            announcements = [exact]
+        else:  # every epoch that may still have records on their way
+            oldest = await hub.outbox.oldest_epoch_queued()
+            since = (
+                epoch if epoch is not None else min(oldest or hub.sealer.epoch, hub.sealer.epoch)
+            )
+            announcements = [a for _, a in await hub.outbox.announcements(since)]
+        # Re-sent without retain: the retained topic keeps the newest announcement.
+        for announcement in announcements:
+            await connection.publish(hub.topics.epoch, announcement)
+        return {"announcements": len(announcements)}
+
+    router.add("health", health)
+    router.add("keys/rotate", rotate)
+    router.add("epoch/resend", resend)

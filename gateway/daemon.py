@@ -1,0 +1,303 @@
+"""The daemon: builds every component from one Config and runs them until told to stop.
+
+Components are opened on one AsyncExitStack and their loops run in one TaskGroup. Stopping
+(SIGTERM/SIGINT, or the ``stop`` event) is graceful: producers stop, queued readings are
+committed, the publisher gets ``DRAIN_S`` to send what it can, the retained status turns
+``offline``, and the database closes. A crash of any loop ends the daemon with an error (the
+service manager restarts it); nothing committed is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import aiosqlite
+
+from gateway.audit.log import AuditLog
+from gateway.commands.router import Router
+from gateway.config import Config
+from gateway.consent.policy import ConsentPolicy
+from gateway.consent.store import load_policy
+from gateway.counters import Counters
+from gateway.envelope.alg import choose_alg
+from gateway.envelope.keys import hub_signing_key, load_recipient_public
+from gateway.envelope.sealer import Sealer
+from gateway.errors import ConfigError
+from gateway.mqtt.link import MqttLink, Request, response_properties
+from gateway.mqtt.topics import Topics
+from gateway.outbox.publisher import Publisher
+from gateway.outbox.purger import Purger
+from gateway.outbox.store import Outbox
+from gateway.pipeline import Pipeline
+from gateway.pseudonym import Pseudonymizer
+from gateway.storage.db import open_database
+from gateway.systemd import notify, watchdog_interval
+from gateway.tasks import reraise_if_cancelling
+from gateway.transports import open_devices
+
+if TYPE_CHECKING:
+    from gateway.devices.registry import DeviceRegistry
+
+logger = logging.getLogger(__name__)
+
+DRAIN_S: Final = 5.0
+
+
+@dataclass(slots=True)
+class Hub:
+    """The composed daemon: every component, reachable by command handlers and tests."""
+
+    config: Config
+    topics: Topics
+    db: aiosqlite.Connection
+    counters: Counters
+    audit: AuditLog
+    outbox: Outbox
+    policy: ConsentPolicy
+    pseudonyms: Pseudonymizer
+    pipeline: Pipeline
+    link: MqttLink
+    publisher: Publisher
+    router: Router
+    sealer: Sealer
+    purger: Purger
+    started: float = field(default_factory=time.time)
+    simulated: set[str] = field(default_factory=set)
+    registry: DeviceRegistry | None = None
+    loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+
+    def known_device(self, device: str) -> bool:
+        """Return whether ``device`` (a pseudonym) is a paired or simulated device of this hub."""
+        return device in self.simulated or (
+            self.registry is not None and self.registry.is_paired(device)
+        )
+
+    def publish_devices_soon(self) -> None:
+        """Queue the paired devices list for the retained devices topic (if connected)."""
+        connection = self.link.connection
+        if connection is not None and self.registry is not None:
+            connection.paho.publish(
+                self.topics.devices, _json(self.registry.devices()["paired"]), qos=1, retain=True
+            )
+
+    def publish_consent_soon(self) -> None:
+        """Queue the current consent state for the retained consent topic (if connected).
+
+        Written through paho without waiting for the PUBACK, so an acknowledgement to the
+        user never waits behind the bulk of records in flight.
+        """
+        connection = self.link.connection
+        if connection is not None:
+            connection.paho.publish(
+                self.topics.consent, _json(self.policy.snapshot()), qos=1, retain=True
+            )
+
+    def health(self) -> dict[str, Any]:
+        """Return the health report published on ``<base>/health`` and by ``health``."""
+        counters = self.counters.snapshot()
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "connected": self.link.connected.is_set(),
+            "connects": self.link.connects,
+            "epoch": self.sealer.epoch,
+            "outbox": {
+                "rows": self.outbox.rows,
+                "bytes": self.outbox.bytes,
+                "inflight": self.publisher.inflight,
+                "queued": self.pipeline.queued,
+            },
+            "committed": self.pipeline.committed,
+            "devices": self.registry.counts() if self.registry is not None else {},
+            "counters": counters,
+        }
+
+
+async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
+    """Open storage and build every component of the hub (nothing runs yet)."""
+    from drivers import field_category  # noqa: PLC0415 - driver registry loads entry points
+
+    state = config.state_dir
+    db = await open_database(state)
+    stack.push_async_callback(db.close)
+    counters = Counters()
+    audit = AuditLog(db)
+    await audit.load()
+    outbox = Outbox(db, config.outbox, counters, audit)
+    await outbox.load()
+    policy = await load_policy(db)
+    pseudonyms = Pseudonymizer.from_state_dir(state)
+    topics = Topics(config.topic_root)
+    last_epoch, prev_hash = await outbox.last_epoch()
+    if config.crypto.recipient_public_key is None:
+        raise ConfigError(
+            "crypto.recipient_public_key",
+            "missing; run `consentgate keygen "
+            "--out DIR` for the consumer and point this key at DIR/recipient.pub",
+        )
+    sealer = Sealer(
+        hub_id=config.hub_id,
+        topic_root=config.topic_root,
+        signing_key=hub_signing_key(state),
+        recipient=load_recipient_public(config.crypto.recipient_public_key),
+        alg=choose_alg(config.crypto.alg),
+        max_records=config.crypto.epoch_max_records,
+        max_age_s=config.crypto.epoch_max_age_s,
+        last_epoch=last_epoch,
+        prev_hash=prev_hash,
+    )
+    pipeline = Pipeline(
+        policy=policy,
+        sealer=sealer,
+        outbox=outbox,
+        counters=counters,
+        field_category=field_category,
+        ttl=config.retention.ttl,
+        keyed_hash=pseudonyms.keyed_hash,
+        aggregate_window_s=config.consent.aggregate_window_s,
+        batch_size=config.outbox.batch_size,
+    )
+    link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
+    publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
+    purger = Purger(outbox, counters, audit)
+    hub = Hub(
+        config=config,
+        topics=topics,
+        db=db,
+        counters=counters,
+        audit=audit,
+        outbox=outbox,
+        policy=policy,
+        pseudonyms=pseudonyms,
+        pipeline=pipeline,
+        link=link,
+        publisher=publisher,
+        router=Router(),
+        sealer=sealer,
+        purger=purger,
+    )
+    pipeline.known_device = hub.known_device
+    _wire(hub)
+    await open_devices(hub, stack)
+    from gateway.governance import install_governance  # noqa: PLC0415 - needs the registry
+
+    install_governance(hub)
+    return hub
+
+
+def _wire(hub: Hub) -> None:
+    from gateway.commands.hub import register_hub_commands  # noqa: PLC0415 - avoids a cycle
+    from gateway.consent.commands import register_consent_commands  # noqa: PLC0415
+
+    register_hub_commands(hub.router, hub)
+    register_consent_commands(hub.router, hub, hub.known_device)
+
+    async def on_request(request: Request) -> None:
+        response = await hub.router.dispatch(request.command, request.payload)
+        connection = hub.link.connection
+        if connection is None:
+            return
+        topic = request.response_topic or hub.topics.response(request.command)
+        with contextlib.suppress(Exception):
+            await connection.publish(
+                topic, response.encode(), properties=response_properties(request.correlation)
+            )
+
+    hub.link.on_request(on_request)
+
+    async def on_connect(connection: Any) -> None:
+        await connection.publish(hub.topics.consent, _json(hub.policy.snapshot()), retain=True)
+        await connection.publish(hub.topics.health, _json(hub.health()), retain=True)
+        if hub.registry is not None:
+            await connection.publish(
+                hub.topics.devices, _json(hub.registry.devices()["paired"]), retain=True
+            )
+
+    hub.link.on_connect(on_connect)
+    hub.loops["mqtt-link"] = hub.link.run
+    hub.loops["outbox-publisher"] = hub.publisher.run
+    hub.loops["outbox-purger"] = hub.purger.run
+    hub.loops["pipeline"] = hub.pipeline.run
+    hub.loops["epoch-timer"] = hub.pipeline.tick_forever
+    hub.loops["health"] = functools.partial(_health_loop, hub)
+    if hub.config.simulator.devices:
+        from drivers.simulator import Simulator  # noqa: PLC0415 - only when configured
+
+        devices = [
+            hub.pseudonyms.device(f"simulator-{i}") for i in range(hub.config.simulator.devices)
+        ]
+        hub.simulated.update(devices)
+        simulator = Simulator(devices, hub.config.simulator.rate_hz, hub.pipeline.submit)
+        hub.loops["simulator"] = simulator.run
+
+
+def _json(value: Any) -> bytes:
+    import json  # noqa: PLC0415
+
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+async def _health_loop(hub: Hub) -> None:
+    while True:
+        await asyncio.sleep(hub.config.mqtt.health_interval_s)
+        connection = hub.link.connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.publish(hub.topics.health, _json(hub.health()), retain=True)
+            reraise_if_cancelling()
+
+
+async def _watchdog(hub: Hub, loops: dict[str, asyncio.Task[None]], period: float) -> None:
+    from gateway.liveness import Liveness  # noqa: PLC0415 - only under a systemd watchdog
+
+    await Liveness(hub, loops).run(period)
+
+
+async def run(
+    config: Config,
+    stop: asyncio.Event,
+    on_ready: Callable[[Hub], None] | None = None,
+) -> None:
+    """Run the daemon until ``stop`` is set, then shut down gracefully."""
+    async with contextlib.AsyncExitStack() as stack:
+        hub = await build_hub(config, stack)
+        await hub.pipeline.rotate("start")
+        producers = {"simulator"}
+        async with asyncio.TaskGroup() as group:
+            tasks = {name: group.create_task(loop(), name=name) for name, loop in hub.loops.items()}
+            period = watchdog_interval()
+            if period:
+                watchdog = _watchdog(hub, dict(tasks), period)
+                tasks["watchdog"] = group.create_task(watchdog, name="watchdog")
+            notify("READY=1")
+            logger.info("daemon ready", extra={"hub_epoch": hub.sealer.epoch})
+            if on_ready is not None:
+                on_ready(hub)
+            await stop.wait()
+            notify("STOPPING=1")
+            logger.info("stopping")
+            for name in producers & tasks.keys():
+                tasks[name].cancel()
+            await _drain(hub)
+            await hub.link.close()
+            for task in tasks.values():
+                task.cancel()
+        logger.info("stopped", extra={"outbox_rows": hub.outbox.rows})
+
+
+async def _drain(hub: Hub) -> None:
+    """Commit queued readings, then let the publisher send for up to DRAIN_S seconds."""
+    await hub.pipeline.flush()
+    if not hub.link.connected.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_S):
+            # two conditions owned by two components, bounded by DRAIN_S
+            while hub.outbox.rows > 0 and hub.link.connected.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)

@@ -1,0 +1,329 @@
+"""Wi-Fi devices over mDNS/DNS-SD: discover, pair on request, poll paired devices.
+
+One ``AsyncServiceBrowser`` watches the service types the drivers declare (RFC 6763 s4);
+every service instance gets one named task that resolves it (SRV/TXT/A, RFC 6763 s5-6),
+reports it to the device registry, checks that an unpaired candidate is still alive, and polls
+a paired device's status over HTTP every ``poll_interval_s``, submitting a Reading per
+good poll. Candidates are never contacted over HTTP. A device that misbehaves (bad TXT, HTTP
+errors, timeouts, wrong content type, garbage JSON) is marked errored in the registry and
+counted as ``mdns.errors.<reason>``; nothing else is affected. Logs carry pseudonyms only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from drivers import mdns_drivers
+from drivers.base import HttpRpcDriver
+from gateway.config import MdnsConfig
+from gateway.counters import Counters
+from gateway.devices.model import MDNS, PAIRED, Candidate, DeviceEvent, DeviceInfo, Sighting
+from gateway.devices.registry import DeviceRegistry
+from gateway.discovery.mdns_http import get_json
+from gateway.discovery.mdns_liveness import Liveness
+from gateway.errors import ConfigError, DeviceError
+from gateway.model import Reading
+
+logger = logging.getLogger(__name__)
+
+Submit = Callable[[Reading], object]  # e.g. Pipeline.submit (its result is not used)
+
+
+class _Service:
+    """What the transport knows about one DNS-SD service instance."""
+
+    __slots__ = (
+        "device",
+        "driver",
+        "last_error",
+        "log_id",
+        "name",
+        "resolve",
+        "sighting",
+        "task",
+        "type",
+        "wake",
+    )
+
+    def __init__(self, service_type: str, name: str, driver: HttpRpcDriver, log_id: str) -> None:
+        self.type = service_type
+        self.name = name
+        self.driver = driver
+        self.log_id = log_id  # pseudonym of the instance name, until the device id is known
+        self.device: str | None = None
+        self.sighting: Sighting | None = None  # None while the announcement is unusable
+        self.last_error: str | None = None
+        self.resolve = True
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def instance(self) -> str:
+        """Return the instance label of the service name (RFC 6763 s4.1)."""
+        suffix = "." + self.type
+        return (
+            self.name[: -len(suffix)] if self.name.lower().endswith(suffix.lower()) else self.name
+        )
+
+
+class MdnsDiscovery:
+    """The mDNS transport: an async context manager and the registry's ``mdns`` Pairer.
+
+    ``submit(reading)`` receives one Reading per good poll of a paired device; ``drivers``
+    maps lowercase service type -> driver (default: every HTTP RPC driver registered).
+    """
+
+    def __init__(
+        self,
+        config: MdnsConfig,
+        registry: DeviceRegistry,
+        submit: Submit,
+        counters: Counters,
+        *,
+        drivers: Mapping[str, HttpRpcDriver] | None = None,
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._submit = submit
+        self._counters = counters
+        self._drivers = dict(mdns_drivers() if drivers is None else drivers)
+        self._services: dict[str, _Service] = {}
+        self._by_device: dict[str, _Service] = {}
+        self._ending: set[asyncio.Task[None]] = set()
+        self._undo: list[Callable[[], None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._azc: AsyncZeroconf | None = None
+        self._browser: AsyncServiceBrowser | None = None
+        self._liveness: Liveness | None = None
+
+    async def __aenter__(self) -> Self:
+        interfaces = list(self._config.interfaces) or InterfaceChoice.All
+        try:
+            # zeroconf leaks a socket when it fails on a foreign address: check them first.
+            for address in self._config.interfaces:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                    probe.bind((address, 0))
+            self._azc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
+        except OSError as exc:
+            raise ConfigError(
+                "discovery.mdns.interfaces",
+                f"cannot listen for mDNS on {', '.join(self._config.interfaces) or 'any interface'}"
+                f" ({exc}); list IPv4 addresses of this host's interfaces, or none for all",
+            ) from exc
+        try:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            self._liveness = Liveness(self._azc.zeroconf, self._on_alive)
+            self._liveness.start()
+            self._browser = AsyncServiceBrowser(
+                self._azc.zeroconf, sorted(self._drivers), handlers=[self._on_service_state_change]
+            )
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        self._undo = [
+            self._registry.add_pairer(MDNS, self),
+            self._registry.subscribe(self._on_device_event),
+        ]
+        logger.info("mdns discovery started", extra={"types": sorted(self._drivers)})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for undo in self._undo:
+            undo()
+        # Stop the sources of new tasks first, then the tasks, then the sockets.
+        if self._browser is not None:
+            await self._browser.async_cancel()
+        if self._liveness is not None:
+            self._liveness.stop()
+        tasks = [s.task for s in self._services.values() if s.task is not None]
+        tasks += self._ending
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._services.clear()
+        self._by_device.clear()
+        if self._azc is not None:
+            await self._azc.async_close()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- Pairer ---------------------------------------------------------------------------
+    async def read_info(self, candidate: Candidate) -> DeviceInfo:
+        """Read a candidate's device info over HTTP (the ``mdns`` Pairer); raise DeviceError."""
+        driver = next((d for d in self._drivers.values() if d.name == candidate.driver), None)
+        if driver is None or self._session is None:
+            raise DeviceError("unsupported", "no mDNS driver for this device")
+        try:
+            body = await get_json(
+                self._session, candidate.address, driver.info_path, self._config.http_timeout_s
+            )
+            return driver.parse_info(body, expected_id=candidate.stable_id)
+        except DeviceError as exc:
+            self._counters.inc(f"mdns.errors.{exc.reason}")
+            raise
+
+    # --- zeroconf callbacks (event loop) --------------------------------------------------
+    def _on_service_state_change(
+        self,
+        zeroconf: Zeroconf,
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
+        key = name.lower()
+        if state_change is ServiceStateChange.Removed:
+            self._on_removed(key)
+            return
+        svc = self._services.get(key)
+        if svc is None:
+            driver = self._drivers.get(service_type.lower())
+            if driver is None:
+                return
+            svc = _Service(service_type, name, driver, self._registry.pseudonym(name))
+            self._services[key] = svc
+            svc.task = asyncio.create_task(self._run(svc), name=f"mdns-{svc.log_id}")
+        # Added or Updated (a TXT or address change, RFC 6762 s8.4): read it again now.
+        svc.resolve = True
+        svc.wake.set()
+
+    def _on_removed(self, key: str) -> None:
+        svc = self._services.pop(key, None)
+        if svc is None:
+            return
+        if svc.task is not None:
+            svc.task.cancel()
+            self._ending.add(svc.task)
+            svc.task.add_done_callback(self._ending.discard)
+        if self._liveness is not None:
+            self._liveness.unwatch(svc.name)
+        if svc.device is not None:
+            if self._by_device.get(svc.device) is svc:
+                del self._by_device[svc.device]
+            self._registry.set_offline(svc.device)
+
+    def _on_alive(self, name: str) -> None:
+        # A candidate's liveness comes from mDNS answers; a paired device's from its polls.
+        svc = self._services.get(name)
+        if (
+            svc is not None
+            and svc.sighting is not None
+            and svc.device is not None
+            and not self._registry.is_paired(svc.device)
+        ):
+            self._registry.seen(svc.sighting)
+
+    def _on_device_event(self, event: DeviceEvent) -> None:
+        if event.kind == PAIRED and event.transport == MDNS:
+            svc = self._by_device.get(event.device)
+            if svc is not None:
+                svc.wake.set()  # poll right away rather than at the next interval
+
+    # --- per-service task -----------------------------------------------------------------
+    async def _run(self, svc: _Service) -> None:
+        while True:
+            svc.wake.clear()
+            # Resolve on every announcement, and at every interval while the last one was
+            # unusable (a TXT record sent within a second of the previous one stays cached
+            # beside it for a while, RFC 6762 s10.2, and may be served first).
+            if svc.resolve or svc.sighting is None:
+                announced, svc.resolve = svc.resolve, False
+                await self._resolve(svc, announced=announced)
+            elif svc.device is not None and not self._registry.is_paired(svc.device):
+                assert self._liveness is not None
+                self._liveness.query(svc.name)
+            if (
+                svc.sighting is not None
+                and svc.device is not None
+                and self._registry.is_paired(svc.device)
+            ):
+                await self._poll(svc, svc.sighting, svc.device)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.poll_interval_s):
+                    await svc.wake.wait()
+
+    async def _resolve(self, svc: _Service, *, announced: bool) -> None:
+        assert self._liveness is not None
+        try:
+            sighting = await self._read_announcement(svc)
+        except DeviceError as exc:
+            svc.sighting = None  # no collection while the announcement is unusable
+            # Count each bad announcement once, not each re-read of the same one.
+            self._fault(svc, exc, count=announced or exc.reason != svc.last_error)
+            return
+        svc.sighting, svc.last_error = sighting, None
+        svc.device = self._registry.seen(sighting)
+        self._by_device[svc.device] = svc
+        self._liveness.watch(svc.name)
+
+    async def _read_announcement(self, svc: _Service) -> Sighting:
+        """Resolve ``svc`` (SRV, TXT, A; RFC 6763 s5-6) into a Sighting; raise DeviceError."""
+        assert self._azc is not None
+        info = AsyncServiceInfo(svc.type, svc.name)
+        if not await info.async_request(self._azc.zeroconf, self._config.http_timeout_s * 1000):
+            raise DeviceError("timeout", "the service did not resolve")
+        announcement = svc.driver.parse_announcement(svc.instance, info.properties)
+        addresses = info.parsed_addresses(IPVersion.V4Only)
+        if not addresses or not info.port:
+            raise DeviceError("missing_property", "the service has no IPv4 address")
+        return Sighting(
+            transport=MDNS,
+            stable_id=announcement.stable_id,
+            driver=svc.driver.name,
+            address=f"{addresses[0]}:{info.port}",
+            model=announcement.model,
+            firmware=announcement.firmware,
+        )
+
+    async def _poll(self, svc: _Service, sighting: Sighting, device: str) -> None:
+        assert self._session is not None
+        try:
+            body = await get_json(
+                self._session, sighting.address, svc.driver.status_path, self._config.http_timeout_s
+            )
+            report = svc.driver.parse_status(body)
+        except DeviceError as exc:
+            self._fault(svc, exc)
+            return
+        if not self._registry.is_paired(device):
+            return  # unpaired while the request was in flight: collect nothing
+        self._registry.seen(sighting)
+        self._registry.update(
+            device, update_available=report.update_available, update_version=report.update_version
+        )
+        self._counters.inc("mdns.readings")
+        self._submit(
+            Reading(device=device, driver=svc.driver.name, ts=time.time(), fields=report.fields)
+        )
+
+    def _fault(self, svc: _Service, error: DeviceError, *, count: bool = True) -> None:
+        if count:
+            self._counters.inc(f"mdns.errors.{error.reason}")
+        if svc.device is not None and self._registry.set_offline(svc.device, error):
+            svc.last_error = error.reason
+            return  # the registry logged the transition
+        if svc.last_error != error.reason:  # warn once per reason, not at every poll
+            logger.warning(
+                "mdns device fault",
+                extra={
+                    "device": svc.device or svc.log_id,
+                    "reason": error.reason,
+                    "detail": str(error),
+                },
+            )
+        svc.last_error = error.reason

@@ -1,0 +1,298 @@
+"""The consumer library: verify epoch announcements, then open and de-duplicate records.
+
+It needs only ``cryptography`` and ``cbor2`` (plus ``gateway.errors`` and this package), so a
+cloud service can use it without the hub's dependencies.
+
+- ``accept_announcement`` checks the hub is trusted, verifies its Ed25519 signature over
+  b"consentgate-epoch" + body, checks the epoch was wrapped for this consumer's key (``rkid``),
+  unwraps the epoch secret with HPKE and derives the record key. Accepting an epoch it already
+  knows changes nothing: in particular its replay bitmap is never reset.
+- ``open`` finds the epoch by the record's ``kid``, checks the topic names the record's hub,
+  device and category, refuses epochs past their acceptance window, verifies the AEAD tag (the
+  topic and seq are in the AAD), and only then checks and sets the exact per-epoch replay
+  bitmap (one bit per seq). Records of an epoch may arrive in any order.
+- Memory is bounded: epochs are forgotten (and their keys wiped) once ``not_after +
+  accept_delay_s`` has passed, and each hub keeps at most ``max_epochs_per_hub`` epochs. A hub's
+  epoch evicted by that cap can never be accepted again (the hub's epoch floor rises), and an
+  expired announcement is refused, so a forgotten epoch's bitmap cannot be reset by replaying
+  its announcement.
+
+Every refusal is a subclass of ``EnvelopeError`` (see ``gateway.envelope.errors``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gateway.envelope.errors import (
+    ExpiredEpochError,
+    ForgeryError,
+    MalformedError,
+    ReplayError,
+    UnknownEpochError,
+    UntrustedHubError,
+    WrongRecipientError,
+)
+from gateway.envelope.format import (
+    MAX_ENVELOPE_SIZE,
+    EpochCore,
+    Value,
+    decode_plaintext,
+    enc_structure,
+    external_aad,
+    parse_announcement,
+    parse_record,
+    signed_message,
+)
+from gateway.envelope.keys import recipient_kid
+from gateway.envelope.keyschedule import SECRET_LENGTH, EpochKeys, unwrap_secret
+from gateway.envelope.topics import parse_data_topic, parse_epoch_topic
+
+DEFAULT_ACCEPT_DELAY_S: Final = 7 * 86400.0
+DEFAULT_MAX_EPOCHS_PER_HUB: Final = 512
+_MAX_RETIRED: Final = 4096
+_SWEEP_EVERY: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class EpochInfo:
+    """An accepted epoch, without its keys."""
+
+    hub_id: str
+    epoch: int
+    kid: bytes
+    alg: int
+    not_before: int
+    not_after: int
+    max_records: int
+    prev: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedRecord:
+    """A verified, decrypted record; ``device`` is the pseudonym as 16 hex digits."""
+
+    hub_id: str
+    device: str
+    category: str
+    epoch: int
+    seq: int
+    ts: float
+    fields: Mapping[str, Value]
+
+
+class _Epoch:
+    __slots__ = ("deadline", "info", "keys", "seen")
+
+    def __init__(self, info: EpochInfo, keys: EpochKeys, deadline: float) -> None:
+        self.info = info
+        self.keys = keys
+        self.deadline = deadline
+        self.seen: bytearray | None = None  # one bit per seq, allocated on the first record
+
+
+class Consumer:
+    """Opens the records of trusted hubs sealed for one recipient key."""
+
+    def __init__(
+        self,
+        recipient_private_key: X25519PrivateKey,
+        trust: Mapping[str, Ed25519PublicKey],
+        *,
+        clock: Callable[[], float] = time.time,
+        accept_delay_s: float = DEFAULT_ACCEPT_DELAY_S,
+        max_epochs_per_hub: int = DEFAULT_MAX_EPOCHS_PER_HUB,
+    ) -> None:
+        if max_epochs_per_hub < 1:
+            raise ValueError("max_epochs_per_hub must be at least 1")
+        self._key = recipient_private_key
+        self._rkid = recipient_kid(recipient_private_key.public_key())
+        self._trust = dict(trust)
+        self._clock = clock
+        self._accept_delay_s = accept_delay_s
+        self._max_per_hub = max_epochs_per_hub
+        self._epochs: dict[bytes, _Epoch] = {}
+        self._hub_epochs: dict[str, dict[bytes, int]] = {}
+        self._floor: dict[str, int] = {}
+        self._retired: OrderedDict[bytes, str] = OrderedDict()
+        self._opens = 0
+
+    @property
+    def rkid(self) -> bytes:
+        """The recipient key id of this consumer's key."""
+        return self._rkid
+
+    def epochs(self) -> list[EpochInfo]:
+        """Return the epochs currently accepted, oldest epoch number first per hub."""
+        return sorted((e.info for e in self._epochs.values()), key=lambda i: (i.hub_id, i.epoch))
+
+    def accept_announcement(self, payload: bytes, topic: str | None = None) -> EpochInfo:
+        """Verify and install an epoch announcement (idempotent); check ``topic`` if given."""
+        if len(payload) > MAX_ENVELOPE_SIZE:
+            raise MalformedError(f"the announcement is larger than {MAX_ENVELOPE_SIZE} bytes")
+        announcement = parse_announcement(payload)
+        core = announcement.core
+        hub_key = self._trust.get(core.hub_id)
+        if hub_key is None:
+            raise UntrustedHubError(
+                f"hub {core.hub_id!r} is not in the trust list", hub_id=core.hub_id
+            )
+        try:
+            hub_key.verify(announcement.signature, signed_message(announcement.body))
+        except InvalidSignature:
+            raise ForgeryError(
+                f"the announcement of epoch {core.epoch} does not carry hub "
+                f"{core.hub_id!r}'s signature"
+            ) from None
+        if topic is not None and parse_epoch_topic(topic)[1] != core.hub_id:
+            raise ForgeryError(
+                f"an announcement of hub {core.hub_id!r} came on another hub's topic"
+            )
+        now = self._clock()
+        self.forget_expired(now)
+        known = self._epochs.get(announcement.kid)
+        if known is not None:
+            return known.info
+        self._check_fresh(core, announcement.kid, now)
+        if core.rkid != self._rkid:
+            raise WrongRecipientError(
+                f"epoch {core.epoch} of hub {core.hub_id!r} is sealed for recipient key "
+                f"{core.rkid.hex()}, not this consumer's {self._rkid.hex()}"
+            )
+        try:
+            secret = unwrap_secret(announcement.wrapped, self._key, announcement.core_bytes)
+        except InvalidTag:
+            raise ForgeryError(
+                f"the epoch secret of epoch {core.epoch} of hub {core.hub_id!r} does not unwrap"
+            ) from None
+        if len(secret) != SECRET_LENGTH:
+            raise MalformedError(f"the epoch secret is {len(secret)} bytes, not {SECRET_LENGTH}")
+        info = EpochInfo(
+            hub_id=core.hub_id,
+            epoch=core.epoch,
+            kid=announcement.kid,
+            alg=core.alg,
+            not_before=core.not_before,
+            not_after=core.not_after,
+            max_records=core.max_records,
+            prev=core.prev,
+        )
+        keys = EpochKeys(secret, core.hub_id, core.epoch, core.alg)
+        self._epochs[info.kid] = _Epoch(info, keys, core.not_after + self._accept_delay_s)
+        hub_epochs = self._hub_epochs.setdefault(info.hub_id, {})
+        hub_epochs[info.kid] = info.epoch
+        while len(hub_epochs) > self._max_per_hub:
+            oldest = min(hub_epochs, key=hub_epochs.__getitem__)
+            self._floor[info.hub_id] = max(self._floor.get(info.hub_id, 0), hub_epochs[oldest] + 1)
+            self._retire(oldest)
+        if info.kid not in self._epochs:
+            raise ExpiredEpochError(
+                f"epoch {info.epoch} of hub {info.hub_id!r} is older than the "
+                f"{self._max_per_hub} epochs kept per hub"
+            )
+        return info
+
+    def open(self, topic: str, payload: bytes) -> OpenedRecord:
+        """Verify, decrypt and de-duplicate the record ``payload`` received on ``topic``."""
+        if len(payload) > MAX_ENVELOPE_SIZE:
+            raise MalformedError(f"the record is larger than {MAX_ENVELOPE_SIZE} bytes")
+        where = parse_data_topic(topic)
+        record = parse_record(payload)
+        header = record.header
+        now = self._clock()
+        self._opens += 1
+        if self._opens % _SWEEP_EVERY == 0:
+            self.forget_expired(now)
+        state = self._epochs.get(header.kid)
+        if state is not None and now > state.deadline:
+            self._retire(header.kid)
+            state = None
+        if state is None:
+            if header.kid in self._retired:
+                raise ExpiredEpochError(
+                    f"the epoch of key id {header.kid.hex()} of hub {self._retired[header.kid]!r} "
+                    "is past its acceptance window"
+                )
+            raise UnknownEpochError(
+                f"no accepted epoch of hub {where.hub_id!r} has key id {header.kid.hex()}",
+                hub_id=where.hub_id,
+                kid=header.kid,
+            )
+        info = state.info
+        if where.hub_id != info.hub_id:
+            raise ForgeryError(f"a record of hub {info.hub_id!r} came on another hub's topic")
+        if where.device != header.device.hex() or where.category != header.category:
+            raise ForgeryError("the topic's device or category differs from the record's header")
+        if header.alg != info.alg:
+            raise ForgeryError(f"the record claims alg {header.alg}, its epoch uses {info.alg}")
+        seq = record.seq
+        if seq >= info.max_records:
+            raise MalformedError(f"seq {seq} is beyond the epoch's maximum {info.max_records}")
+        aad = enc_structure(record.protected, external_aad(info.hub_id, topic, seq))
+        try:
+            plaintext = state.keys.open(seq, record.ciphertext, aad)
+        except InvalidTag:
+            raise ForgeryError(
+                f"record {seq} of epoch {info.epoch} of hub {info.hub_id!r} does not verify"
+            ) from None
+        # Replay check only now that the tag has verified (DESIGN.md section 5).
+        seen = state.seen
+        if seen is None:
+            seen = state.seen = bytearray((info.max_records + 7) // 8)
+        index, bit = seq >> 3, 1 << (seq & 7)
+        if seen[index] & bit:
+            raise ReplayError(
+                f"record {seq} of epoch {info.epoch} of hub {info.hub_id!r} was already opened"
+            )
+        seen[index] |= bit
+        ts, fields = decode_plaintext(plaintext)
+        return OpenedRecord(
+            hub_id=info.hub_id,
+            device=where.device,
+            category=header.category,
+            epoch=info.epoch,
+            seq=seq,
+            ts=ts,
+            fields=fields,
+        )
+
+    def forget_expired(self, now: float | None = None) -> int:
+        """Forget (and wipe) every epoch past its acceptance window; return how many."""
+        moment = self._clock() if now is None else now
+        expired = [kid for kid, state in self._epochs.items() if moment > state.deadline]
+        for kid in expired:
+            self._retire(kid)
+        return len(expired)
+
+    def _check_fresh(self, core: EpochCore, kid: bytes, now: float) -> None:
+        if kid in self._retired or core.epoch < self._floor.get(core.hub_id, 0):
+            raise ExpiredEpochError(
+                f"epoch {core.epoch} of hub {core.hub_id!r} was already forgotten"
+            )
+        if now > core.not_after + self._accept_delay_s:
+            raise ExpiredEpochError(
+                f"epoch {core.epoch} of hub {core.hub_id!r} is past its acceptance window"
+            )
+
+    def _retire(self, kid: bytes) -> None:
+        state = self._epochs.pop(kid)
+        state.keys.wipe()
+        hub_id = state.info.hub_id
+        hub_epochs = self._hub_epochs.get(hub_id, {})
+        hub_epochs.pop(kid, None)
+        if not hub_epochs:
+            self._hub_epochs.pop(hub_id, None)
+        self._retired[kid] = hub_id
+        while len(self._retired) > _MAX_RETIRED:
+            self._retired.popitem(last=False)
+
+    def __repr__(self) -> str:
+        return f"Consumer(rkid={self._rkid.hex()}, hubs={sorted(self._trust)}, <key hidden>)"

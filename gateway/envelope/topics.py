@@ -1,0 +1,65 @@
+"""The MQTT topics envelope v1 binds to (DESIGN.md section 4).
+
+A hub publishes under ``topic_root = <base_topic>/<hub_id>``: sealed records on
+``<topic_root>/data/<device_pseudonym>/<category>`` and its epoch announcement (retained) on
+``<topic_root>/epoch``. A consumer asks for a missing announcement on
+``<base_topic>/<hub_id>/request/epoch/resend``. The full data topic is part of every record's
+external AAD, so a record moved to another topic no longer opens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.envelope.errors import MalformedError
+
+# The same alphabet the configuration allows for hub ids; categories use it too.
+WORD: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+DEVICE: Final = re.compile(r"[0-9a-f]{16}")
+MAX_TOPIC_LENGTH: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DataTopic:
+    """The parts of a data topic: base topic, hub id, device pseudonym (hex) and category."""
+
+    base: str
+    hub_id: str
+    device: str
+    category: str
+
+
+def data_topic(topic_root: str, device: str, category: str) -> str:
+    """Return the topic a record of ``device`` (16 hex digits) and ``category`` is sent on."""
+    return f"{topic_root}/data/{device}/{category}"
+
+
+def epoch_topic(topic_root: str) -> str:
+    """Return the (retained) topic a hub's epoch announcements are sent on."""
+    return f"{topic_root}/epoch"
+
+
+def resend_topic(base: str, hub_id: str) -> str:
+    """Return the request topic that asks ``hub_id`` to announce an epoch again."""
+    return f"{base}/{hub_id}/request/epoch/resend"
+
+
+def parse_data_topic(topic: str) -> DataTopic:
+    """Split ``<base>/<hub>/data/<device>/<category>``; raise MalformedError for other topics."""
+    parts = topic.rsplit("/", 4) if len(topic) <= MAX_TOPIC_LENGTH else []
+    if len(parts) != 5 or parts[2] != "data" or not parts[0]:
+        raise MalformedError("the topic is not a <base>/<hub>/data/<device>/<category> topic")
+    base, hub_id, _, device, category = parts
+    if not WORD.fullmatch(hub_id) or not DEVICE.fullmatch(device) or not WORD.fullmatch(category):
+        raise MalformedError("the topic's hub, device or category segment is not valid")
+    return DataTopic(base, hub_id, device, category)
+
+
+def parse_epoch_topic(topic: str) -> tuple[str, str]:
+    """Split ``<base>/<hub>/epoch`` into (base, hub id); raise MalformedError otherwise."""
+    parts = topic.rsplit("/", 2) if len(topic) <= MAX_TOPIC_LENGTH else []
+    if len(parts) != 3 or parts[2] != "epoch" or not parts[0] or not WORD.fullmatch(parts[1]):
+        raise MalformedError("the topic is not a <base>/<hub>/epoch topic")
+    return parts[0], parts[1]

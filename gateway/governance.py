@@ -1,0 +1,100 @@
+"""Wires accountability into a built hub: audit checkpoints and commands, the rights
+commands, retention sweeps, optional signed commands, and audit entries for pairing,
+renaming and every refused command.
+
+Called once from ``daemon.build_hub`` after the device registry exists; it only registers
+commands, router middleware, hooks and loops (nothing runs until the daemon starts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gateway.audit.checkpoint import Checkpointer
+from gateway.audit.commands import register_audit_commands
+from gateway.commands.router import Handler, Middleware, RefusalListener
+from gateway.devices import model as kinds
+from gateway.envelope.keys import hub_signing_key
+from gateway.errors import CommandError
+from gateway.retention import RetentionSweeper
+from gateway.rights.commands import register_rights_commands
+from gateway.secure.signing import CommandSigning
+
+if TYPE_CHECKING:
+    from gateway.daemon import Hub
+    from gateway.devices.model import DeviceEvent
+
+logger = logging.getLogger(__name__)
+
+_AuditItem = tuple[str, dict[str, Any]]
+
+
+def install_governance(hub: Hub) -> None:
+    """Register the audit, rights and retention features on ``hub`` (see the module doc)."""
+    config = hub.config
+    key = hub_signing_key(config.state_dir)
+    register_audit_commands(hub.router, hub.audit, key.public_key())
+    register_rights_commands(hub.router, hub)
+    if config.commands.signing_keys:
+        hub.router.use(CommandSigning(hub.db, config.commands.signing_keys, config.topic_root))
+    hub.router.use(_audit_renames(hub))
+    hub.router.on_refused(_audit_refusal(hub))
+    checkpointer = Checkpointer(
+        hub.audit,
+        key,
+        every=config.audit.checkpoint_every,
+        interval_s=config.audit.checkpoint_interval_s,
+    )
+    hub.loops["audit-checkpoints"] = checkpointer.run
+    sweeper = RetentionSweeper(
+        hub.outbox, hub.counters, hub.audit, config.retention.sweep_interval_s
+    )
+    hub.link.on_connect(sweeper.on_connect)
+    hub.loops["retention"] = sweeper.run
+    if hub.registry is not None:
+        queue: asyncio.Queue[_AuditItem] = asyncio.Queue()
+
+        def on_event(event: DeviceEvent) -> None:
+            """Queue an audit entry for every pairing (by command or in a join window)."""
+            if event.kind == kinds.PAIRED:
+                queue.put_nowait(
+                    ("device.paired", {"device": event.device, "transport": event.transport})
+                )
+
+        hub.registry.subscribe(on_event)
+        hub.loops["audit-device-events"] = lambda: _append_forever(hub, queue)
+
+
+async def _append_forever(hub: Hub, queue: asyncio.Queue[_AuditItem]) -> None:
+    while True:
+        event, details = await queue.get()
+        await hub.audit.append(event, **details)
+
+
+def _audit_renames(hub: Hub) -> Middleware:
+    async def middleware(command: str, handler: Handler, params: Mapping[str, Any]) -> Any:
+        """Run the command; audit a successful ``rename`` (the device, not the name)."""
+        result = await handler(params)
+        if command == "rename":  # a correction of personal data: audited without the name
+            await hub.audit.append("device.renamed", device=params.get("device"))
+        return result
+
+    return middleware
+
+
+def _audit_refusal(hub: Hub) -> RefusalListener:
+    async def listener(command: str, error: CommandError) -> None:
+        """Append a ``command.rejected`` entry with the command and its error code."""
+        details: dict[str, Any] = {
+            # the command name comes from the topic: only known names are recorded verbatim
+            "command": command if command in hub.router.commands else "<unknown>",
+            "code": error.code,
+        }
+        if error.code == "unauthorized":
+            details["reason"] = error.message
+        await hub.audit.append("command.rejected", **details)
+
+    return listener

@@ -1,0 +1,78 @@
+"""Liveness for the systemd watchdog: WATCHDOG=1 is sent only while the daemon really works.
+
+Checked every half watchdog period: every loop the daemon started is still running (the
+pipeline, the MQTT link, the publisher, ...), and so are the discovery loops the transports
+started for themselves (registry writer and sweeper, BLE scanner and online tracker); the
+pipeline's commit lock can be taken (no batch is stuck between the consent gate and the
+outbox) and the database answers, each within the period. While any check fails the
+notification is withheld and the reason logged, so systemd restarts a daemon that stays stuck
+for ``WatchdogSec``; a daemon whose broker is merely unreachable keeps retrying and stays alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+from gateway.systemd import notify
+
+if TYPE_CHECKING:
+    from gateway.daemon import Hub
+
+logger = logging.getLogger(__name__)
+
+# Long-lived tasks the transports own (created on the daemon's exit stack, outside its
+# TaskGroup, so nothing else notices if one of them dies).
+DISCOVERY_TASKS: Final = frozenset(
+    {"devices-writer", "devices-sweeper", "ble-online", "ble-scanner"}
+)
+
+
+class Liveness:
+    """Decides whether the daemon may pet the watchdog (see the module docstring)."""
+
+    def __init__(self, hub: Hub, loops: Mapping[str, asyncio.Task[None]]) -> None:
+        self._hub = hub
+        self._tasks = dict(loops)
+        for task in asyncio.all_tasks():
+            name = task.get_name()
+            if name in DISCOVERY_TASKS and not task.done():
+                self._tasks[name] = task
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """Return the names of the tasks that must stay alive, sorted."""
+        return tuple(sorted(self._tasks))
+
+    async def problem(self, patience_s: float) -> str | None:
+        """Return why the daemon is not alive, or None; each check may take ``patience_s``."""
+        for name, task in self._tasks.items():
+            if task.done():
+                return f"loop {name} ended"
+        try:
+            async with asyncio.timeout(patience_s):
+                async with self._hub.pipeline.exclusive():
+                    pass
+        except TimeoutError:
+            return "the pipeline is stuck between the consent gate and the outbox"
+        try:
+            async with asyncio.timeout(patience_s):
+                async with self._hub.db.execute("SELECT 1") as cursor:
+                    await cursor.fetchone()
+        except TimeoutError:
+            return "the database does not answer"
+        return None
+
+    async def run(self, period: float) -> None:
+        """Every ``period`` seconds: send WATCHDOG=1 if alive, else log why not."""
+        while True:
+            started = time.monotonic()
+            problem = await self.problem(period)
+            if problem is None:
+                notify("WATCHDOG=1")
+            else:
+                logger.error("watchdog notification withheld", extra={"reason": problem})
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))

@@ -1,0 +1,55 @@
+"""Data passed between stages and modules: frozen, slotted, and free of raw identifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Field values a driver may emit (CBOR-encodable scalars).
+Value = bool | int | float | str | bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a driver reports: a paired device's fields at one instant.
+
+    ``device`` is the device's pseudonym (16 hex digits); ``driver`` names the driver whose
+    field catalogue classifies ``fields``; ``ts`` is the reading time in unix seconds.
+    """
+
+    device: str
+    driver: str
+    ts: float
+    fields: Mapping[str, Value]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The part of a reading that belongs to one data category."""
+
+    device: str
+    category: str
+    ts: float
+    fields: Mapping[str, Value]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A sealed record (or epoch announcement) ready for the durable outbox.
+
+    ``category`` is a data category, or ``EPOCH_CATEGORY`` for an announcement; ``epoch`` lets
+    the publisher keep announcements ahead of their records; ``expires`` is when retention
+    destroys the row if it has not been sent.
+    """
+
+    topic: str
+    payload: bytes
+    device: str
+    category: str
+    epoch: int
+    created: float
+    expires: float
+    retain: bool = False
+
+
+EPOCH_CATEGORY = "_epoch"

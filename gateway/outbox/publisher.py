@@ -1,0 +1,186 @@
+"""Moves outbox rows to the broker: QoS 1, a bounded in-flight window, delete on PUBACK.
+
+One serial batch loop per connection (PERFORMANCE.md trap 5): fetch a window's worth of rows,
+check each record's category against the *current* consent just before handing it to paho
+(trap 2: paho directly, not aiomqtt's per-publish bookkeeping), and delete acknowledged rows in
+batches. PUBACKs arrive in paho's read callback and only append to a list, so they are never
+starved. After a reconnect everything not yet acknowledged is sent again from the start of the
+outbox; the consumer's replay check drops the few QoS 1 duplicates this can cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Final, cast
+
+import paho.mqtt.client as paho
+
+from gateway.consent.policy import ConsentPolicy
+from gateway.counters import Counters
+from gateway.model import EPOCH_CATEGORY
+from gateway.mqtt.link import Connection, MqttLink
+from gateway.outbox.store import Outbox
+
+logger = logging.getLogger(__name__)
+
+IDLE_WAIT_S: Final = 0.5
+BARRIER_TIMEOUT_S: Final = 1.0
+
+
+class Publisher:
+    """Publishes the outbox over the link's current connection."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: MqttLink,
+        policy: ConsentPolicy,
+        counters: Counters,
+        window: int = 1000,
+    ) -> None:
+        self._outbox = outbox
+        self._link = link
+        self._policy = policy
+        self._counters = counters
+        self._window = window
+        self._inflight: dict[int, tuple[int, str, int]] = {}  # mid -> (row id, category, size)
+        self._acked: list[int] = []
+        self._acked_bytes = 0
+        self._wake = asyncio.Event()
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self.acked_total = 0
+
+    @property
+    def inflight(self) -> int:
+        """Return how many records are handed to the broker and not yet acknowledged."""
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        """Publish forever: wait for a connection, pump the outbox until it is lost."""
+        while True:
+            await self._link.connected.wait()
+            connection = self._link.connection
+            if connection is None:
+                await asyncio.sleep(0)
+                continue
+            self._attach(connection)
+            try:
+                await self._pump(connection)
+            finally:
+                await self._flush_acks()
+                self._inflight.clear()
+
+    def _attach(self, connection: Connection) -> None:
+        client = connection.paho
+        previous = client.on_publish
+
+        def on_publish(c: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
+                cast(Any, previous)(c, userdata, mid, reason, props)  # aiomqtt's own
+                return
+            if getattr(reason, "is_failure", False):
+                # MQTT 5 PUBACK >= 0x80 (e.g. 0x87 not authorised): the broker kept nothing.
+                # The row stays queued; it is offered again on the next connection.
+                self._counters.inc(f"refused.{entry[1]}")
+            else:
+                self._acked.append(entry[0])
+                self._acked_bytes += entry[2]
+                self._counters.inc(f"forwarded.{entry[1]}")
+            self._wake.set()
+
+        client.on_publish = on_publish
+
+    async def _pump(self, connection: Connection) -> None:
+        client = connection.paho
+        last_id = 0
+        withheld: list[int] = []
+        while connection.alive:
+            await self._unpaused.wait()
+            if len(self._acked) >= self._window // 4 or (self._acked and not self._inflight):
+                await self._flush_acks()
+            free = self._window - len(self._inflight)
+            if free < self._window // 4:
+                await self._sleep_until_woken()
+                continue
+            rows = await self._outbox.fetch_after(last_id, free)
+            if not rows:
+                await self._flush_acks()
+                await self._sleep_until_woken(self._outbox.appended)
+                continue
+            for row in rows:
+                if row.category != EPOCH_CATEGORY and (
+                    not self._policy.forwardable(row.device, row.category)
+                    or self._outbox.is_dead(row)
+                ):
+                    withheld.append(row.id)  # consent is off now: the record never leaves
+                    continue
+                info = client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+                if info.rc != paho.MQTT_ERR_SUCCESS:
+                    return  # not connected any more; the link reconnects
+                self._inflight[info.mid] = (row.id, row.category, len(row.payload))
+            last_id = rows[-1].id
+            if withheld:
+                dropped = set(withheld)
+                size = sum(len(r.payload) for r in rows if r.id in dropped)
+                purged = await self._outbox.delete(withheld, size)
+                self._counters.inc("purged.at_forwarding", purged)
+                withheld.clear()
+
+    async def _sleep_until_woken(self, also: asyncio.Event | None = None) -> None:
+        self._wake.clear()
+        if also is not None:
+            also.clear()
+        waiters = [asyncio.ensure_future(self._wake.wait())]
+        if also is not None:
+            waiters.append(asyncio.ensure_future(also.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=IDLE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _flush_acks(self) -> None:
+        if not self._acked:
+            return
+        ids, size = self._acked, self._acked_bytes
+        self._acked, self._acked_bytes = [], 0
+        self.acked_total += len(ids)
+        await self._outbox.delete(ids, size)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold back new database work of the publisher while the block runs.
+
+        A control command's few statements then do not queue behind the publisher's bulk
+        fetches and deletes in aiosqlite's single worker thread. PUBACKs are still counted.
+        """
+        self._unpaused.clear()
+        try:
+            yield
+        finally:
+            self._unpaused.set()
+
+    async def barrier(self) -> None:
+        """Return once nothing handed to paho earlier can still reach the broker.
+
+        Packets paho has not yet written to the socket are waited for; if the socket does not
+        drain within ``BARRIER_TIMEOUT_S`` the connection is dropped, which discards them.
+        """
+        connection = self._link.connection
+        if connection is None:
+            return
+        queue = connection.paho._out_packet
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BARRIER_TIMEOUT_S):
+                while queue and connection.alive:  # noqa: ASYNC110 - paho has no drain event
+                    await asyncio.sleep(0)
+                return
+        logger.warning("socket did not drain; dropping the connection to discard queued packets")
+        self._link.drop()
+        while self._link.connection is connection:  # noqa: ASYNC110 - the link's own loop
+            await asyncio.sleep(0.01)

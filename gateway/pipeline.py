@@ -1,0 +1,302 @@
+"""The data path, top to bottom: reading -> known device -> classify -> consent gate ->
+desensitise -> seal -> outbox.
+
+Every stage has one signature (a batch of observations in, a batch out) and is a plain
+function of its inputs, so each is tested alone; ``Pipeline`` only orders them, batches
+readings from a bounded queue and commits the sealed rows to the outbox in one transaction.
+A reading counts as committed once ``Outbox.append`` returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+from gateway.consent.aggregate import Aggregator
+from gateway.consent.catalogue import (
+    AGGREGATE,
+    CATEGORIES,
+    COARSE,
+    LOCATION_COARSE,
+    LOCATION_PRECISE,
+    OFF,
+    PSEUDONYMISE,
+)
+from gateway.consent.policy import ConsentPolicy
+from gateway.counters import Counters
+from gateway.model import Observation, OutboxRow, Reading, Value
+from gateway.outbox.store import Outbox
+
+logger = logging.getLogger(__name__)
+
+Stage = Callable[[list[Observation]], list[Observation]]
+FieldCategory = Callable[[str, str], str | None]
+QUEUE_SIZE: Final = 100_000
+# Coarse location: coordinates rounded to 0.1 degree (about 11 km of latitude), city level.
+COARSE_DECIMALS: Final = 1
+
+
+class Sealing(Protocol):
+    """What the pipeline needs of the sealer (gateway.envelope.sealer.Sealer)."""
+
+    @property
+    def last_announcement_hash(self) -> bytes:
+        """Hash of the newest announcement (persisted as the next one's ``prev``)."""
+        ...
+
+    def rotate(self, reason: str) -> OutboxRow:
+        """Start a new epoch; return its announcement row."""
+        ...
+
+    def due(self, now: float) -> bool:
+        """Whether the current epoch is too old to seal more records under."""
+        ...
+
+    def seal_batch(
+        self, observations: Sequence[Observation], ttl: Callable[[str], float]
+    ) -> list[OutboxRow]:
+        """Seal observations, rotating (announcement row first) when needed."""
+        ...
+
+
+# --- stages ----------------------------------------------------------------------------------
+def from_known_devices(
+    readings: Sequence[Reading], known: Callable[[str], bool], counters: Counters
+) -> Sequence[Reading]:
+    """Drop readings of devices that are not paired (any more); count them."""
+    kept = [r for r in readings if known(r.device)]
+    if len(kept) != len(readings):
+        counters.inc("dropped.unknown_device", len(readings) - len(kept))
+    return kept
+
+
+def classify(
+    readings: Sequence[Reading], field_category: FieldCategory, counters: Counters
+) -> list[Observation]:
+    """Split each reading's fields by data category; unmapped fields are dropped and counted."""
+    out: list[Observation] = []
+    for reading in readings:
+        groups: dict[str, dict[str, Value]] = {}
+        for name, value in reading.fields.items():
+            category = field_category(reading.driver, name)
+            if category is None:
+                counters.inc("dropped.unmapped_field")
+                continue
+            groups.setdefault(category, {})[name] = value
+        out.extend(
+            Observation(reading.device, category, reading.ts, fields)
+            for category, fields in groups.items()
+        )
+    return out
+
+
+def consent_gate(policy: ConsentPolicy, counters: Counters) -> Stage:
+    """Return the collection gate: observations whose category is off now are dropped, counted."""
+
+    def gate(observations: list[Observation]) -> list[Observation]:
+        kept = []
+        for obs in observations:
+            if policy.decide(obs.device, obs.category) == OFF:
+                counters.inc(f"dropped.{obs.category}")
+            else:
+                kept.append(obs)
+        return kept
+
+    return gate
+
+
+def desensitise(policy: ConsentPolicy) -> Stage:
+    """Return the stage that turns precise location into coarse where only coarse is allowed."""
+
+    def stage(observations: list[Observation]) -> list[Observation]:
+        return [
+            coarsen(obs)
+            if obs.category == LOCATION_PRECISE
+            and policy.decide(obs.device, obs.category) == COARSE
+            else obs
+            for obs in observations
+        ]
+
+    return stage
+
+
+def pseudonymise(policy: ConsentPolicy, keyed_hash: Callable[[bytes], bytes]) -> Stage:
+    """Return the stage that, where ``network`` is coarse, replaces identifiers (MAC, SSID, IP:
+    every text or bytes value of ``device.network``) by keyed-hash pseudonyms; numbers stay."""
+
+    def stage(observations: list[Observation]) -> list[Observation]:
+        return [
+            _pseudonymised(obs, keyed_hash)
+            if CATEGORIES[obs.category].desensitise == PSEUDONYMISE
+            and policy.decide(obs.device, obs.category) == COARSE
+            else obs
+            for obs in observations
+        ]
+
+    return stage
+
+
+def _pseudonymised(obs: Observation, keyed_hash: Callable[[bytes], bytes]) -> Observation:
+    def hide(value: Value) -> Value:
+        if isinstance(value, str):
+            return keyed_hash(b"field:" + value.encode()).hex()
+        if isinstance(value, bytes):
+            return keyed_hash(b"field:" + value).hex()
+        return value
+
+    fields = {name: hide(value) for name, value in obs.fields.items()}
+    return Observation(obs.device, obs.category, obs.ts, fields)
+
+
+def aggregate(policy: ConsentPolicy, aggregator: Aggregator) -> Stage:
+    """Return the stage that, where a category's consent is coarse, keeps only aggregates."""
+
+    def stage(observations: list[Observation]) -> list[Observation]:
+        out: list[Observation] = []
+        for obs in observations:
+            if (
+                CATEGORIES[obs.category].desensitise == AGGREGATE
+                and policy.decide(obs.device, obs.category) == COARSE
+            ):
+                out.extend(aggregator.add(obs))
+            else:
+                out.append(obs)
+        return out
+
+    return stage
+
+
+def coarsen(obs: Observation) -> Observation:
+    """Return ``obs`` as ``location.coarse``: numeric coordinates rounded to 0.1 degree."""
+    fields = {
+        name: round(value, COARSE_DECIMALS) if isinstance(value, float) else value
+        for name, value in obs.fields.items()
+    }
+    return Observation(obs.device, LOCATION_COARSE, obs.ts, fields)
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+class Pipeline:
+    """Batches readings through the stages into the outbox."""
+
+    def __init__(
+        self,
+        *,
+        policy: ConsentPolicy,
+        sealer: Sealing,
+        outbox: Outbox,
+        counters: Counters,
+        field_category: FieldCategory,
+        ttl: Callable[[str], float],
+        keyed_hash: Callable[[bytes], bytes],
+        aggregate_window_s: float = 300.0,
+        batch_size: int = 1000,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        # Which devices may report: set by the daemon once the registry exists.
+        self.known_device: Callable[[str], bool] = lambda _: True
+        self._sealer = sealer
+        self._outbox = outbox
+        self._counters = counters
+        self._field_category = field_category
+        self._ttl = ttl
+        self._batch_size = batch_size
+        self._queue: asyncio.Queue[Reading] = asyncio.Queue(queue_size)
+        self._aggregator = Aggregator(aggregate_window_s)
+        self._stages: tuple[Stage, ...] = (
+            consent_gate(policy, counters),
+            desensitise(policy),
+            pseudonymise(policy, keyed_hash),
+            aggregate(policy, self._aggregator),
+        )
+        self._commit_lock = asyncio.Lock()
+        self.committed = 0
+
+    def exclusive(self) -> asyncio.Lock:
+        """Return the lock held while a batch goes from the gate to the outbox.
+
+        Holding it (``async with pipeline.exclusive():``) guarantees no batch gated under the
+        old consent is still on its way to the outbox when a flag changes.
+        """
+        return self._commit_lock
+
+    def submit(self, reading: Reading) -> bool:
+        """Queue ``reading`` without waiting; False (and counted) if the queue is full."""
+        try:
+            self._queue.put_nowait(reading)
+        except asyncio.QueueFull:
+            self._counters.inc("dropped.queue_full")
+            return False
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Return how many readings wait to be processed."""
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Process readings forever, in batches of whatever is queued (up to batch_size)."""
+        while True:
+            await self.process(self._take([await self._queue.get()]))
+
+    async def flush(self) -> None:
+        """Commit everything queued now, and the open aggregate windows (used at shutdown)."""
+        while not self._queue.empty():
+            await self.process(self._take([]))
+        await self.commit_aggregates(math.inf)
+
+    def _take(self, batch: list[Reading]) -> list[Reading]:
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def process(self, readings: Sequence[Reading]) -> int:
+        """Run ``readings`` through every stage and commit them; return rows committed."""
+        async with self._commit_lock:
+            observations = classify(
+                from_known_devices(readings, self.known_device, self._counters),
+                self._field_category,
+                self._counters,
+            )
+            for stage in self._stages:
+                observations = stage(observations)
+            rows = self._sealer.seal_batch(observations, self._ttl)
+            kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
+        self.committed += kept
+        return kept
+
+    async def rotate(self, reason: str) -> int:
+        """Start a new epoch now and commit its announcement; return the new epoch number."""
+        async with self._commit_lock:
+            row = self._sealer.rotate(reason)
+            await self._outbox.append([row], self._sealer.last_announcement_hash)
+        logger.info("epoch started", extra={"epoch": row.epoch, "reason": reason})
+        return row.epoch
+
+    async def tick_forever(self, period_s: float = 1.0) -> None:
+        """Every ``period_s``: rotate the epoch at its maximum age, commit closed aggregates."""
+        while True:
+            await asyncio.sleep(period_s)
+            now = time.time()
+            if self._sealer.due(now):
+                await self.rotate("max_age")
+            await self.commit_aggregates(now)
+
+    async def commit_aggregates(self, now: float) -> int:
+        """Seal and commit the aggregate windows that ended before ``now``."""
+        async with self._commit_lock:
+            closed = self._aggregator.due(now)
+            if not closed:
+                return 0
+            rows = self._sealer.seal_batch(closed, self._ttl)
+            kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
+        self.committed += kept
+        return kept
+
+    def forget_aggregates(self, device: str | None = None) -> None:
+        """Drop open aggregate windows (of ``device``): consent for them was withdrawn."""
+        self._aggregator.drop(device)

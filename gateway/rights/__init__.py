@@ -1,0 +1,1 @@
+"""Data-subject rights over MQTT: export (access, portability), erase, restrict, rename."""

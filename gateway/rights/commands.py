@@ -1,0 +1,168 @@
+"""``export``, ``erase`` and ``restrict``: validated, applied, audited (DESIGN.md s4).
+
+``erase`` ends collection for the device(s) and deletes what the hub holds: the registry row
+(through the registry's unpair, which also drops consent overrides), the queued records and
+any open aggregate window. Queued records are first killed by durable tombstones, which the
+publisher honours at once, then deleted, so none of them can leave once the erasure is
+acknowledged. The hub-wide consent flags are the user's choices, not device data: they stay.
+``restrict`` switches the policy's restriction: nothing personal is collected or forwarded,
+``device.basic`` still is, and queued personal records are killed the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.commands.router import Router, reject_unknown, require
+from gateway.consent.catalogue import CATEGORIES, DEVICE_BASIC
+from gateway.consent.store import save_policy
+from gateway.devices.commands import device_param
+from gateway.errors import CommandError
+from gateway.model import EPOCH_CATEGORY
+from gateway.outbox.store import Tombstone
+from gateway.rights.export import build_document, hub_subject, seal_export
+from gateway.storage.db import transaction
+
+if TYPE_CHECKING:
+    from gateway.daemon import Hub
+
+logger = logging.getLogger(__name__)
+
+SCOPES: Final = ("device", "all")
+
+
+def register_rights_commands(router: Router, hub: Hub) -> None:
+    """Register ``export``, ``erase`` and ``restrict`` on ``router`` for ``hub``."""
+
+    async def export(params: Mapping[str, Any]) -> Any:
+        """Return the export of a device or of everything, sealed for the recipient."""
+        device = _scope(params)
+        if device is not None and not _known(hub, device):
+            raise CommandError("not_found", "no such device; use an id from `devices`")
+        document = await build_document(hub, device)
+        subject = hub_subject(hub) if device is None else device
+        sealed = await seal_export(hub, subject, document)
+        await hub.audit.append(
+            "rights.export",
+            scope=document["scope"],
+            device=device,
+            export=sealed["export"],
+            parts=sealed["parts"],
+        )
+        logger.info("export sealed", extra={"device": subject, "parts": sealed["parts"]})
+        return sealed
+
+    async def erase(params: Mapping[str, Any]) -> Any:
+        """Erase a device or everything; return the erased ids and records removed."""
+        device = _scope(params)
+        if device is not None and not _known(hub, device) and not await _holds(hub, device):
+            raise CommandError("not_found", "no such device; use an id from `devices`")
+        erased, records = await _erase(hub, device)
+        hub.publish_consent_soon()
+        hub.publish_devices_soon()
+        logger.info("erased", extra={"devices": len(erased), "records": records})
+        scope = "all" if device is None else "device"
+        return {"scope": scope, "erased": erased, "records": records}
+
+    async def restrict(params: Mapping[str, Any]) -> Any:
+        """Switch restriction; on: queued personal records are killed before the answer."""
+        reject_unknown(params, frozenset({"enabled"}))
+        enabled = require(params, "enabled", bool)
+        async with hub.pipeline.exclusive():
+            hub.policy.set_restricted(enabled)
+            if enabled:
+                hub.pipeline.forget_aggregates()
+        personal = [c for c in CATEGORIES if c != DEVICE_BASIC] if enabled else []
+        if personal:
+            await hub.publisher.barrier()
+        async with hub.publisher.paused(), transaction(hub.db):
+            stones = [await hub.outbox.tombstone(c) for c in personal]
+            await save_policy(hub.db, hub.policy)
+            await hub.audit.append(
+                "rights.restrict", enabled=enabled, version=hub.policy.version, purging=personal
+            )
+        for stone in stones:  # deleted after the acknowledgement, like withdrawals
+            hub.purger.submit(stone)
+        hub.publish_consent_soon()
+        return {"version": hub.policy.version, "restricted": enabled, "purging": personal}
+
+    router.add("export", export)
+    router.add("erase", erase)
+    router.add("restrict", restrict)
+
+
+def _scope(params: Mapping[str, Any]) -> str | None:
+    """Return the device of a ``scope: device`` request, None for ``scope: all``."""
+    reject_unknown(params, frozenset({"scope", "device"}))
+    scope = require(params, "scope", str)
+    if scope not in SCOPES:
+        raise CommandError("invalid_request", "parameter 'scope' must be device or all")
+    if scope == "all":
+        if "device" in params:
+            raise CommandError("invalid_request", "scope all takes no 'device'")
+        return None
+    return device_param(params)
+
+
+def _known(hub: Hub, device: str) -> bool:
+    registry = hub.registry
+    return device in hub.simulated or (registry is not None and registry.is_paired(device))
+
+
+async def _holds(hub: Hub, device: str) -> bool:
+    """Return whether anything of ``device`` is left: queued records or consent overrides."""
+    return device in hub.policy.overrides or bool(await _queued_categories(hub, device))
+
+
+async def _queued_categories(hub: Hub, device: str | None) -> dict[str, int]:
+    """Return how many records of each category (of ``device``) are queued."""
+    where, args = "category != ?", [EPOCH_CATEGORY]
+    if device is not None:
+        where, args = where + " AND device = ?", [*args, device]
+    async with hub.db.execute(
+        f"SELECT category, COUNT(*) FROM outbox WHERE {where} GROUP BY category",  # noqa: S608
+        tuple(args),
+    ) as cursor:
+        return {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
+
+
+async def _erase(hub: Hub, device: str | None) -> tuple[list[str], int]:
+    """Erase ``device`` (None: every device); return the erased ids and records removed."""
+    registry = hub.registry
+    paired = set() if registry is None else set(registry.paired_ids())
+    everything = paired | hub.simulated | set(hub.policy.overrides)
+    targets = everything if device is None else {device}
+    async with hub.pipeline.exclusive():  # no batch of these devices is on its way to the outbox
+        hub.simulated.difference_update(targets)
+        hub.pipeline.forget_aggregates(device)
+        queued = await _queued_categories(hub, device)
+        records = sum(queued.values())
+        async with hub.publisher.paused():
+            stones = [await hub.outbox.tombstone(c, device) for c in sorted(queued)]
+        if registry is not None:
+            for target in sorted(targets & paired):
+                if registry.is_paired(target):
+                    await registry.unpair(target)  # row deleted, records purged, audited
+    await hub.publisher.barrier()
+    async with hub.publisher.paused(), transaction(hub.db):
+        await _purge(hub, stones, device)
+        for target in sorted(targets):
+            hub.policy.forget_device(target)
+        await save_policy(hub.db, hub.policy)
+        await hub.audit.append(
+            "rights.erase",
+            scope="all" if device is None else "device",
+            device=device,
+            devices=len(targets),
+            records=records,
+        )
+    return sorted(targets), records
+
+
+async def _purge(hub: Hub, stones: list[Tombstone], device: str | None) -> int:
+    removed = 0
+    for stone in stones:
+        removed += await hub.outbox.purge(stone)
+    return removed + await hub.outbox.purge_all(device)

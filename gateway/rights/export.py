@@ -1,0 +1,145 @@
+"""Building an export of what the hub holds about one device or all of them, and sealing it.
+
+Contents: device info (as the ``devices`` list shows it: the MAC only with ``network``
+consent, since the export goes to the same recipient as forwarded records), the consent state,
+the consent history from the audit log, and the metadata of queued records (counts, sizes and
+times per device and category; the records themselves are sealed for the recipient already).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.consent.catalogue import FLAGS
+from gateway.model import EPOCH_CATEGORY, Observation
+from gateway.rights.document import EXPORT_CATEGORY, EXPORT_FORMAT, document_text, split_document
+
+if TYPE_CHECKING:
+    from gateway.daemon import Hub
+
+# Audit events that make up the consent history (and the device's life on this hub).
+HISTORY_EVENTS: Final = (
+    "consent.set",
+    "consent.try_now",
+    "rights.restrict",
+    "device.paired",
+    "device.renamed",
+    "device.erase",
+    "rights.erase",
+    "rights.export",
+)
+# Sealed exports are never queued; the TTL only fills the row field the sealer sets.
+_EXPORT_TTL_S: Final = 0.0
+
+
+def hub_subject(hub: Hub) -> str:
+    """Return the pseudonym that stands for the whole hub in an export of ``scope: all``."""
+    return hub.pseudonyms.keyed_hash(b"hub:" + hub.config.hub_id.encode()).hex()
+
+
+async def build_document(hub: Hub, device: str | None) -> dict[str, Any]:
+    """Return the export document of ``device`` (None: everything the hub holds)."""
+    registry = hub.registry
+    views = [] if registry is None else [v for v in registry.views() if v.paired]
+    if device is not None:
+        views = [v for v in views if v.id == device]
+    devices: list[dict[str, Any]] = [
+        {**registry.to_json(v), "simulated": False} for v in views if registry is not None
+    ]
+    simulated = sorted(hub.simulated) if device is None else sorted({device} & hub.simulated)
+    devices += [{"id": d, "paired": True, "simulated": True} for d in simulated]
+    return {
+        "format": EXPORT_FORMAT,
+        "hub": hub.config.hub_id,
+        "scope": "all" if device is None else "device",
+        "device": device,
+        "generated": round(time.time(), 3),
+        "devices": devices,
+        "consent": _consent(hub, device),
+        "history": await _history(hub, device),
+        "queued": await _queued(hub, device),
+    }
+
+
+def _consent(hub: Hub, device: str | None) -> dict[str, Any]:
+    policy = hub.policy
+    if device is None:
+        return policy.snapshot()
+    return {
+        "version": policy.version,
+        "effective": {flag: policy.flag(flag, device) for flag in FLAGS},
+        "overrides": dict(policy.overrides.get(device, {})),
+        "try_now": policy.try_now,
+        "restricted": policy.restricted,
+    }
+
+
+async def _history(hub: Hub, device: str | None) -> list[dict[str, Any]]:
+    history = []
+    async for entry in hub.audit.events(HISTORY_EVENTS):
+        subject = entry.details.get("device")
+        if device is None or subject in (None, device):
+            history.append(
+                {"seq": entry.seq, "ts": entry.ts, "event": entry.event, **entry.details}
+            )
+    return history
+
+
+async def _queued(hub: Hub, device: str | None) -> list[dict[str, Any]]:
+    where, args = "category != ?", [EPOCH_CATEGORY]
+    if device is not None:
+        where, args = where + " AND device = ?", [*args, device]
+    async with hub.db.execute(
+        "SELECT device, category, COUNT(*), SUM(LENGTH(payload)), MIN(created), "  # noqa: S608 - constant clauses, values bound
+        f"MAX(created), MIN(expires) FROM outbox WHERE {where} GROUP BY device, category "
+        "ORDER BY device, category",
+        tuple(args),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [
+        {
+            "device": r[0],
+            "category": r[1],
+            "records": int(r[2]),
+            "bytes": int(r[3]),
+            "oldest": float(r[4]),
+            "newest": float(r[5]),
+            "expires": float(r[6]),
+        }
+        for r in rows
+    ]
+
+
+async def seal_export(hub: Hub, subject: str, document: dict[str, Any]) -> dict[str, Any]:
+    """Seal ``document`` for the recipient as ``rights.export`` records of ``subject``.
+
+    Sealed under the pipeline's lock (the sealer is shared); if sealing starts a new epoch,
+    its announcement is committed to the outbox like any other and published first.
+    """
+    export_id = os.urandom(8).hex()
+    now = time.time()
+    observations = [
+        Observation(subject, EXPORT_CATEGORY, now, fields)
+        for fields in split_document(export_id, document_text(document))
+    ]
+    async with hub.pipeline.exclusive():
+        rows = hub.sealer.seal_batch(observations, lambda _: _EXPORT_TTL_S)
+        announcements = [r for r in rows if r.category == EPOCH_CATEGORY]
+        if announcements:
+            await hub.outbox.append(announcements, hub.sealer.last_announcement_hash)
+    connection = hub.link.connection
+    if announcements and connection is not None:
+        await connection.publish(hub.topics.epoch, announcements[-1].payload, retain=True)
+    records = [r for r in rows if r.category != EPOCH_CATEGORY]
+    return {
+        "export": export_id,
+        "subject": subject,
+        "epoch": records[0].epoch,
+        "parts": len(records),
+        "records": [
+            {"topic": r.topic, "envelope": base64.b64encode(r.payload).decode()} for r in records
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Authentication of commands and encryption of personal data at rest."""

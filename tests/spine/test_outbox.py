@@ -1,0 +1,126 @@
+"""The outbox: durable, bounded with an audited overflow policy, purges never resurrect rows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from gateway.audit.log import AuditLog
+from gateway.config import OutboxConfig
+from gateway.counters import Counters
+from gateway.model import EPOCH_CATEGORY, OutboxRow
+from gateway.outbox.store import Outbox
+from gateway.storage.db import open_database
+
+
+def row(i: int, category: str = "telemetry.environment", expires: float = 1e12) -> OutboxRow:
+    return OutboxRow(
+        f"cg/h/data/{i:016x}/{category}", bytes(100), f"{i:016x}", category, 1, float(i), expires
+    )
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    connection = await open_database(tmp_path)
+    yield connection
+    await connection.close()
+
+
+async def make(db: aiosqlite.Connection, **limits: object) -> tuple[Outbox, AuditLog, Counters]:
+    audit, counters = AuditLog(db), Counters()
+    await audit.load()
+    outbox = Outbox(db, OutboxConfig(**limits), counters, audit)  # type: ignore[arg-type]
+    await outbox.load()
+    return outbox, audit, counters
+
+
+async def test_rows_survive_a_reopen_in_order(db: aiosqlite.Connection, tmp_path: Path) -> None:
+    outbox, _, _ = await make(db)
+    await outbox.append([row(i) for i in range(5)])
+    again = await open_database(tmp_path)
+    try:
+        reopened, _, _ = await make(again)
+        assert reopened.rows == 5
+        assert reopened.bytes == 500
+        pending = await reopened.fetch_after(0, 10)
+        assert [p.device for p in pending] == [f"{i:016x}" for i in range(5)]
+    finally:
+        await again.close()
+
+
+async def test_drop_oldest_keeps_announcements_and_is_audited(db: aiosqlite.Connection) -> None:
+    outbox, audit, counters = await make(db, max_rows=100, overflow="drop_oldest")
+    announcement = OutboxRow("cg/h/epoch", b"a" * 50, "", EPOCH_CATEGORY, 1, 0.0, 1e12, True)
+    await outbox.append([announcement, *[row(i) for i in range(99)]])
+    await outbox.append([row(i) for i in range(100, 130)])
+    assert outbox.rows == 100
+    pending = await outbox.fetch_after(0, 200)
+    assert pending[0].category == EPOCH_CATEGORY
+    assert pending[1].device == f"{30:016x}"  # the 30 oldest records went
+    assert counters.get("outbox.overflow_dropped") == 30
+    entries = await audit.tail(5)
+    assert entries[-1].event == "outbox.overflow"
+    assert entries[-1].details == {"policy": "drop_oldest", "records": 30}
+
+
+async def test_reject_new_refuses_the_batch_and_is_audited(db: aiosqlite.Connection) -> None:
+    outbox, audit, counters = await make(db, max_rows=100, overflow="reject_new")
+    await outbox.append([row(i) for i in range(100)])
+    assert await outbox.append([row(500)]) == 0
+    assert outbox.rows == 100
+    assert counters.get("outbox.overflow_rejected") == 1
+    assert (await audit.tail(1))[0].details == {"policy": "reject_new", "records": 1}
+
+
+async def test_tombstone_kills_at_once_and_purge_deletes(
+    db: aiosqlite.Connection, tmp_path: Path
+) -> None:
+    outbox, _, _ = await make(db)
+    await outbox.append([row(i, "health" if i % 2 else "telemetry.environment") for i in range(10)])
+    stone = await outbox.tombstone("health")
+    await outbox.append([row(11, "health")])  # collected after the withdrawal: alive
+    pending = await outbox.fetch_after(0, 100)
+    assert [p.device for p in pending if outbox.is_dead(p)] == [
+        f"{i:016x}" for i in (1, 3, 5, 7, 9)
+    ]
+    again = await open_database(tmp_path)  # the tombstone is durable: a restart keeps it
+    try:
+        reopened, _, _ = await make(again)
+        assert reopened.tombstones == (stone,)
+    finally:
+        await again.close()
+    assert await outbox.purge(stone) == 5
+    assert outbox.tombstones == ()
+    pending = await outbox.fetch_after(0, 100)  # from memory before the purge, from disk now
+    assert [p.category for p in pending].count("health") == 1
+    assert outbox.rows == 6
+
+
+async def test_acknowledged_rows_are_deleted_and_accounted(db: aiosqlite.Connection) -> None:
+    outbox, _, _ = await make(db)
+    await outbox.append([row(i) for i in range(10)])
+    pending = await outbox.fetch_after(0, 4)
+    assert await outbox.delete([p.id for p in pending], 400) == 4
+    assert (outbox.rows, outbox.bytes) == (6, 600)
+    await outbox.purge_all()
+    assert await outbox.delete([pending[0].id], 100) == 0  # already gone: recounted
+    assert (outbox.rows, outbox.bytes) == (0, 0)
+
+
+async def test_expired_records_are_destroyed(db: aiosqlite.Connection) -> None:
+    outbox, _, _ = await make(db)
+    await outbox.append([row(1, expires=10.0), row(2, expires=1e12)])
+    assert await outbox.expire(now=100.0) == 1
+    assert [p.device for p in await outbox.fetch_after(0, 10)] == [f"{2:016x}"]
+
+
+async def test_reject_new_keeps_what_still_fits(db: aiosqlite.Connection) -> None:
+    outbox, audit, counters = await make(db, max_rows=100, overflow="reject_new")
+    await outbox.append([row(i) for i in range(90)])
+    assert await outbox.append([row(i) for i in range(100, 120)]) == 10
+    assert outbox.rows == 100
+    assert counters.get("outbox.overflow_rejected") == 10
+    assert (await audit.tail(1))[0].details == {"policy": "reject_new", "records": 10}

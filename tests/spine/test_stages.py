@@ -1,0 +1,131 @@
+"""Each pipeline stage alone: classify, consent gate, desensitise."""
+
+from __future__ import annotations
+
+from gateway.consent.aggregate import Aggregator
+from gateway.consent.policy import ConsentPolicy
+from gateway.counters import Counters
+from gateway.model import Observation, Reading
+from gateway.pipeline import aggregate, classify, coarsen, consent_gate, desensitise, pseudonymise
+from gateway.pseudonym import Pseudonymizer
+
+FIELDS = {
+    "temperature": "telemetry.environment",
+    "heart_rate": "health",
+    "latitude": "location.precise",
+    "longitude": "location.precise",
+}
+
+
+def lookup(driver: str, field: str) -> str | None:
+    return FIELDS.get(field) if driver == "d" else None
+
+
+def test_classify_splits_fields_by_category_and_counts_unmapped() -> None:
+    counters = Counters()
+    reading = Reading(
+        "a" * 16, "d", 10.0, {"temperature": 21.0, "heart_rate": 70, "latitude": 1.0, "mystery": 5}
+    )
+    out = classify([reading], lookup, counters)
+    assert {o.category: dict(o.fields) for o in out} == {
+        "telemetry.environment": {"temperature": 21.0},
+        "health": {"heart_rate": 70},
+        "location.precise": {"latitude": 1.0},
+    }
+    assert all(o.ts == 10.0 and o.device == "a" * 16 for o in out)
+    assert counters.get("dropped.unmapped_field") == 1
+
+
+def test_unknown_driver_drops_every_field() -> None:
+    counters = Counters()
+    assert classify([Reading("b" * 16, "other", 1.0, {"temperature": 1})], lookup, counters) == []
+    assert counters.get("dropped.unmapped_field") == 1
+
+
+def observations() -> list[Observation]:
+    return [
+        Observation("d1", c, 1.0, {"v": 1})
+        for c in ("device.basic", "telemetry.environment", "health", "location.precise", "usage")
+    ]
+
+
+def test_default_gate_keeps_basic_and_environment_only() -> None:
+    counters = Counters()
+    kept = consent_gate(ConsentPolicy(), counters)(observations())
+    assert [o.category for o in kept] == ["device.basic", "telemetry.environment"]
+    assert counters.get("dropped.health") == 1
+    assert counters.get("dropped.location.precise") == 1
+    assert counters.get("dropped.usage") == 1
+
+
+def test_gate_follows_the_policy_at_the_moment_of_collection() -> None:
+    policy = ConsentPolicy()
+    gate = consent_gate(policy, Counters())
+    policy.set_flag("health", "on")
+    assert "health" in [o.category for o in gate(observations())]
+    policy.set_flag("health", "off", device="d1")  # a per-device override wins
+    assert "health" not in [o.category for o in gate(observations())]
+    policy.set_try_now(enabled=True)
+    assert [o.category for o in gate(observations())] == ["device.basic"]
+
+
+def test_coarse_location_is_rounded_to_a_tenth_of_a_degree() -> None:
+    policy = ConsentPolicy()
+    policy.set_flag("location", "coarse")
+    precise = Observation(
+        "d1", "location.precise", 5.0, {"latitude": 48.856613, "longitude": 2.352222}
+    )
+    out = desensitise(policy)([precise])
+    assert out == [Observation("d1", "location.coarse", 5.0, {"latitude": 48.9, "longitude": 2.4})]
+    assert coarsen(precise).category == "location.coarse"
+
+
+def test_full_location_consent_passes_precise_unchanged() -> None:
+    policy = ConsentPolicy()
+    policy.set_flag("location", "on")
+    precise = Observation("d1", "location.precise", 5.0, {"latitude": 48.856613})
+    assert desensitise(policy)([precise]) == [precise]
+
+
+def test_coarse_network_replaces_identifiers_by_keyed_hashes() -> None:
+    policy = ConsentPolicy()
+    policy.set_flag("network", "coarse")
+    pseudonymizer = Pseudonymizer(bytes(range(32)))
+    obs = Observation(
+        "d1", "device.network", 1.0, {"mac": "AA:BB:CC:DD:EE:FF", "wifi_ssid": "home", "rssi": -60}
+    )
+    (out,) = pseudonymise(policy, pseudonymizer.keyed_hash)([obs])
+    assert out.fields["rssi"] == -60
+    assert out.fields["mac"] == pseudonymizer.keyed_hash(b"field:AA:BB:CC:DD:EE:FF").hex()
+    assert "home" not in str(out.fields)
+    policy.set_flag("network", "on")
+    assert pseudonymise(policy, pseudonymizer.keyed_hash)([obs]) == [obs]
+
+
+def test_coarse_health_is_forwarded_only_as_window_aggregates() -> None:
+    policy = ConsentPolicy()
+    policy.set_flag("health", "coarse")
+    aggregator = Aggregator(window_s=60.0)
+    stage = aggregate(policy, aggregator)
+    first = [
+        Observation("d1", "health", 120.0 + i, {"heart_rate": 60 + i, "note": "x"})
+        for i in range(3)
+    ]
+    assert stage(first) == []  # held in the open window
+    later = Observation("d1", "health", 185.0, {"heart_rate": 90})
+    (summary,) = stage([later])  # a reading of the next window closes the previous one
+    assert summary == Observation(
+        "d1",
+        "health",
+        180.0,
+        {"count": 3, "heart_rate_min": 60.0, "heart_rate_mean": 61.0, "heart_rate_max": 62.0},
+    )
+    (last,) = aggregator.due(now=240.0)
+    assert last.fields == {
+        "count": 1,
+        "heart_rate_min": 90.0,
+        "heart_rate_mean": 90.0,
+        "heart_rate_max": 90.0,
+    }
+    env = Observation("d1", "telemetry.environment", 1.0, {"temperature": 20.0})
+    assert stage([env]) == [env]  # telemetry consent is "on": raw readings pass

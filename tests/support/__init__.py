@@ -1,0 +1,1 @@
+"""Helpers that start real components (Mosquitto, hubs) for the tests."""
