@@ -13,7 +13,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -57,6 +57,8 @@ class Connection:
         self.client = client
         self.protocol = protocol
         self.alive = True
+        self.lost = asyncio.Event()
+        _on_paho_disconnect(client._client, self.lost.set)
 
     @property
     def paho(self) -> paho.Client:
@@ -73,9 +75,47 @@ class Connection:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> None:
-        """Publish one QoS 1 message and wait for its PUBACK (bounded by a timeout)."""
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            await self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        """Publish one QoS 1 message and wait for its PUBACK; raise MqttError if the connection
+        is lost meanwhile and TimeoutError after PUBLISH_TIMEOUT_S."""
+        await self.unless_lost(
+            self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        )
+
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe to ``topic`` at QoS 1 and wait for the SUBACK (same failures as publish)."""
+        await self.unless_lost(self.client.subscribe(topic, qos=1))
+
+    async def unless_lost(self, awaitable: Awaitable[object]) -> None:
+        """Await ``awaitable``, raising MqttError as soon as the connection is lost."""
+        # aiomqtt leaves a PUBACK or SUBACK wait pending when the socket closes, until its own
+        # timeout; a hub that waited for it would reconnect seconds late after every outage.
+        if self.lost.is_set():
+            raise aiomqtt.MqttError("broker connection lost")
+        work = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, lost):
+                task.cancel()
+            await asyncio.gather(work, lost, return_exceptions=True)
+        if not work.cancelled():
+            work.result()
+            return
+        raise aiomqtt.MqttError("broker connection lost")
+
+
+def _on_paho_disconnect(client: paho.Client, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` (after aiomqtt's own handler) when paho reports a disconnection."""
+    previous = client.on_disconnect
+
+    def on_disconnect(*args: Any) -> None:  # paho passes 4 or 5 arguments by API version
+        if previous is not None:
+            previous(*args)
+        callback()
+
+    client.on_disconnect = on_disconnect
 
 
 class MqttLink:
@@ -164,7 +204,7 @@ class MqttLink:
         await client.__aenter__()
         try:
             connection = Connection(client, self._config.protocol)
-            await client.subscribe(self._topics.requests, qos=1)
+            await connection.subscribe(self._topics.requests)
             await connection.publish(self._topics.status, ONLINE, retain=True)
             self.connection = connection
             self.connects += 1

@@ -1,35 +1,102 @@
-"""The broker connection: every outage is retried from the shortest delay again."""
+"""The broker connection: every outage is retried from the shortest delay again, and a
+connection lost mid-request is noticed at once, not after a PUBACK timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import time
-from pathlib import Path
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
-from gateway.daemon import Hub
-from tests.support.hub import eventually, hub_config, running_hub
+import aiomqtt
+
+from gateway.backoff import Backoff
+from gateway.config import MqttConfig
+from gateway.mqtt.link import Connection, MqttLink
+from gateway.mqtt.topics import Topics
+from tests.support.hub import eventually
 from tests.support.mosquitto import Mosquitto
 
 
-def connected_times(hub: Hub, times: int) -> bool:
-    """Return whether the hub has connected at least ``times`` times."""
-    return hub.link.connects >= times
+@dataclass(frozen=True, slots=True)
+class CountingBackoff(Backoff):
+    """A short fixed delay that records the position of every delay taken in its sequence."""
+
+    taken: list[int] = field(default_factory=list)
+
+    def delays(self) -> Iterator[float]:
+        """Yield 20 ms forever, appending 0, 1, 2, ... to ``taken`` as each delay is used."""
+        for position in itertools.count():
+            self.taken.append(position)
+            yield 0.02
 
 
-async def test_each_outage_reconnects_quickly_not_after_the_last_ones_backoff(
-    own_broker: Mosquitto, tmp_path: Path
+@contextlib.asynccontextmanager
+async def running(link: MqttLink) -> AsyncIterator[MqttLink]:
+    """Run ``link`` until the block ends."""
+    task = asyncio.create_task(link.run())
+    try:
+        yield link
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def more_taken(backoff: CountingBackoff, count: int) -> bool:
+    """Return whether ``backoff`` has handed out at least ``count`` delays."""
+    return len(backoff.taken) >= count
+
+
+def connected_more(link: MqttLink, times: int) -> bool:
+    """Return whether ``link`` has connected more than ``times`` times."""
+    return link.connects > times
+
+
+def link_to(broker: Mosquitto, backoff: Backoff | None = None) -> MqttLink:
+    """Return a link for hub ``link-test`` to ``broker``."""
+    config = MqttConfig(port=broker.port)
+    return MqttLink(config, Topics("consentgate/link-test"), "link-test", backoff)
+
+
+async def test_each_outage_is_retried_from_the_first_delay_not_the_last_outages(
+    own_broker: Mosquitto,
 ) -> None:
-    config = hub_config(tmp_path, own_broker.port, "link-backoff")
-    async with running_hub(config) as hub:
-        await hub.link.connected.wait()
-        for cycle in range(4):
+    backoff = CountingBackoff()
+    async with running(link_to(own_broker, backoff)) as link:
+        await link.connected.wait()
+        for outage in range(1, 4):
             own_broker.kill9()
-            await asyncio.sleep(1.0)  # several failed attempts: the backoff grows meanwhile
+            # several refused attempts: the sequence advances meanwhile
+            await eventually(functools.partial(more_taken, backoff, len(backoff.taken) + 3))
             own_broker.start()
-            started = time.monotonic()
-            await eventually(
-                functools.partial(connected_times, hub, cycle + 2), timeout=15, what="reconnected"
-            )
-            # the delay after 1 s of refusals is at most a few seconds, whatever came before
-            assert time.monotonic() - started < 4.0
+            await eventually(functools.partial(connected_more, link, outage), timeout=15)
+    # every outage (three) and nothing else started the sequence afresh
+    assert backoff.taken.count(0) == 3
+    assert max(backoff.taken) >= 2
+
+
+async def test_a_publish_on_a_connection_lost_meanwhile_fails_as_lost_not_as_a_timeout(
+    own_broker: Mosquitto,
+) -> None:
+    outcome: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    async def kill_broker_then_publish(connection: Connection) -> None:
+        if outcome.done():
+            return
+        own_broker.kill9()
+        try:
+            await connection.publish("consentgate/link-test/health", b"{}", retain=True)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            outcome.set_result(exc)
+            raise
+        outcome.set_result(None)
+
+    link = link_to(own_broker)
+    link.on_connect(kill_broker_then_publish)
+    async with running(link):
+        failure = await asyncio.wait_for(outcome, timeout=30)
+    # a TimeoutError would mean the hub sat out PUBLISH_TIMEOUT_S before reconnecting
+    assert isinstance(failure, aiomqtt.MqttError)
