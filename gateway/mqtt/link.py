@@ -89,8 +89,6 @@ class Connection:
         """Await ``awaitable``, raising MqttError as soon as the connection is lost."""
         # aiomqtt leaves a PUBACK or SUBACK wait pending when the socket closes, until its own
         # timeout; a hub that waited for it would reconnect seconds late after every outage.
-        if self.lost.is_set():
-            raise aiomqtt.MqttError("broker connection lost")
         work = asyncio.ensure_future(awaitable)
         lost = asyncio.ensure_future(self.lost.wait())
         try:
@@ -267,6 +265,11 @@ async def _close(client: aiomqtt.Client) -> None:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+    # A connection lost before anything read its messages leaves aiomqtt's disconnection error
+    # unretrieved; the loss is already handled (and logged) by the caller.
+    disconnected = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
 
 
 def response_properties(correlation: bytes | None) -> Properties | None:
