@@ -21,6 +21,7 @@ import paho.mqtt.client as paho
 from gateway.consent.policy import ConsentPolicy
 from gateway.counters import Counters
 from gateway.model import EPOCH_CATEGORY
+from gateway.mqtt.acks import FAILURE, SUCCESS, take_pubacks
 from gateway.mqtt.link import Connection, MqttLink
 from gateway.outbox.store import Outbox
 
@@ -79,21 +80,26 @@ class Publisher:
         previous = client.on_publish
 
         def on_publish(c: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-            entry = self._inflight.pop(mid, None)
-            if entry is None:
-                cast(Any, previous)(c, userdata, mid, reason, props)  # aiomqtt's own
-                return
-            if getattr(reason, "is_failure", False):
-                # MQTT 5 PUBACK >= 0x80 (e.g. 0x87 not authorised): the broker kept nothing.
-                # The row stays queued; it is offered again on the next connection.
-                self._counters.inc(f"refused.{entry[1]}")
+            # PUBACKs paho decoded itself: aiomqtt's own publishes, or ours with properties
+            if mid in self._inflight:
+                self._on_ack(mid, getattr(reason, "value", SUCCESS))
             else:
-                self._acked.append(entry[0])
-                self._acked_bytes += entry[2]
-                self._counters.inc(f"forwarded.{entry[1]}")
-            self._wake.set()
+                cast(Any, previous)(c, userdata, mid, reason, props)  # aiomqtt's own
 
         client.on_publish = on_publish
+        take_pubacks(client, self._inflight.__contains__, self._on_ack)
+
+    def _on_ack(self, mid: int, reason: int) -> None:
+        row_id, category, size = self._inflight.pop(mid)
+        if reason >= FAILURE:
+            # MQTT 5 PUBACK >= 0x80 (e.g. 0x87 not authorised): the broker kept nothing.
+            # The row stays queued; it is offered again on the next connection.
+            self._counters.inc(f"refused.{category}")
+        else:
+            self._acked.append(row_id)
+            self._acked_bytes += size
+            self._counters.inc(f"forwarded.{category}")
+        self._wake.set()
 
     async def _pump(self, connection: Connection) -> None:
         client = connection.paho

@@ -15,6 +15,7 @@ from typing import Any, cast
 import aiomqtt
 import pytest
 
+from gateway import daemon
 from gateway.config import Config
 from tests.rights.helpers import mqtt_request
 from tests.security.clients import consuming, credentials
@@ -148,3 +149,25 @@ async def test_tls_with_client_certificates(secure_broker: SecureBroker, tmp_pat
                 pass
         assert hub.policy.flag("health") == "off"
     assert not sink.errors
+
+
+def counted(hub: daemon.Hub, prefix: str) -> int:
+    """Return the sum of the hub's counters whose name starts with ``prefix``."""
+    return sum(v for name, v in hub.counters.snapshot().items() if name.startswith(prefix))
+
+
+async def test_records_the_broker_refuses_stay_queued_and_are_counted(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    # hub B's topics with hub A's credentials: the %u ACL refuses every publish (PUBACK 0x87)
+    config = hub_config(
+        tmp_path,
+        secure_broker.port,
+        HUB_B,
+        mqtt={"username": HUB_A, "password_file": str(secure_broker.password_file(HUB_A))},
+        simulator={"devices": 1, "rate_hz": 10.0},
+    )
+    async with running_hub(config) as hub:
+        await eventually(lambda: counted(hub, "refused.") >= 5, what="refused records")
+        assert counted(hub, "forwarded.") == 0
+        assert hub.outbox.rows >= counted(hub, "refused.")  # nothing refused was deleted
