@@ -83,21 +83,19 @@ class Hub:
         """Queue the paired devices list for the retained devices topic (if connected)."""
         connection = self.link.connection
         if connection is not None and self.registry is not None:
-            connection.paho.publish(
-                self.topics.devices, _json(self.registry.devices()["paired"]), qos=1, retain=True
+            connection.send(
+                self.topics.devices, _json(self.registry.devices()["paired"]), retain=True
             )
 
     def publish_consent_soon(self) -> None:
         """Queue the current consent state for the retained consent topic (if connected).
 
-        Written through paho without waiting for the PUBACK, so an acknowledgement to the
-        user never waits behind the bulk of records in flight.
+        Sent without waiting for the PUBACK, so an acknowledgement to the user never waits
+        behind the bulk of records in flight.
         """
         connection = self.link.connection
         if connection is not None:
-            connection.paho.publish(
-                self.topics.consent, _json(self.policy.snapshot()), qos=1, retain=True
-            )
+            connection.send(self.topics.consent, _json(self.policy.snapshot()), retain=True)
 
     def health(self) -> dict[str, Any]:
         """Return the health report published on ``<base>/health`` and by ``health``."""
@@ -204,10 +202,10 @@ def _wire(hub: Hub) -> None:
         if connection is None:
             return
         topic = request.response_topic or hub.topics.response(request.command)
-        with contextlib.suppress(Exception):
-            await connection.publish(
-                topic, response.encode(), properties=response_properties(request.correlation)
-            )
+        # The reader takes the next request at once; the answer's PUBACK comes when it comes.
+        connection.send(
+            topic, response.encode(), properties=response_properties(request.correlation)
+        )
 
     hub.link.on_request(on_request)
 

@@ -62,17 +62,20 @@ async def apply_change(
     ``withdrawn`` names the categories whose queued records die with the change (of
     ``device`` only, if given); ``event`` and ``details`` go to the audit log.
     """
-    async with hub.pipeline.exclusive():
-        change()
-        if withdrawn:  # readings summed under the old consent are not sent either
-            hub.pipeline.forget_aggregates(device)
-    if withdrawn:
-        await hub.publisher.barrier()
-    # tombstones, new state and audit entry: one commit, with the publisher held back
-    async with hub.publisher.paused(), transaction(hub.db):
-        stones = [await hub.outbox.tombstone(category, device) for category in withdrawn]
-        await save_policy(hub.db, hub.policy)
-        await hub.audit.append(event, version=hub.policy.version, **details)
+    # The publisher is held back from the start: it sends nothing more meanwhile, and the
+    # few statements below do not wait behind its batches.
+    async with hub.publisher.paused():
+        async with hub.pipeline.exclusive():
+            change()
+            if withdrawn:  # readings summed under the old consent are not sent either
+                hub.pipeline.forget_aggregates(device)
+        if withdrawn:
+            await hub.publisher.barrier()
+        # tombstones, new state and audit entry: one commit
+        async with transaction(hub.db):
+            stones = [await hub.outbox.tombstone(category, device) for category in withdrawn]
+            await save_policy(hub.db, hub.policy)
+            await hub.audit.append(event, version=hub.policy.version, **details)
     logger.info("consent changed", extra={"version": hub.policy.version, "audit_event": event})
     hub.publish_consent_soon()
     # The purger's large deletes hold the write lock: only after the new state is durable.

@@ -8,7 +8,7 @@ import aiosqlite
 
 from gateway.consent.catalogue import FLAGS, STATES
 from gateway.consent.policy import ConsentPolicy
-from gateway.storage.db import get_meta, set_meta, transaction
+from gateway.storage.db import get_meta, set_metas, transaction
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS consent (
@@ -51,9 +51,16 @@ async def save_policy(db: aiosqlite.Connection, policy: ConsentPolicy) -> None:
         for device, overrides in policy.overrides.items()
         for flag, state in overrides.items()
     ]
+    # Three statements: each is a round trip to the database thread, and a consent change is
+    # acknowledged only once this is committed.
     async with transaction(db):
         await db.execute("DELETE FROM consent")
         await db.executemany("INSERT INTO consent (scope, flag, state) VALUES (?, ?, ?)", rows)
-        await set_meta(db, "try_now", b"1" if policy.try_now else b"0")
-        await set_meta(db, "restricted", b"1" if policy.restricted else b"0")
-        await set_meta(db, "consent_version", str(policy.version).encode())
+        await set_metas(
+            db,
+            {
+                "try_now": b"1" if policy.try_now else b"0",
+                "restricted": b"1" if policy.restricted else b"0",
+                "consent_version": str(policy.version).encode(),
+            },
+        )

@@ -81,6 +81,19 @@ class Connection:
             self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         )
 
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Queue one QoS 1 message without waiting for its PUBACK (paho keeps the order)."""
+        # Control answers and retained state must not wait behind the records in flight: a
+        # PUBACK comes only after the broker has taken every record sent before.
+        self.paho.publish(topic, payload, qos=1, retain=retain, properties=properties)
+
     async def subscribe(self, topic: str) -> None:
         """Subscribe to ``topic`` at QoS 1 and wait for the SUBACK (same failures as publish)."""
         await self.unless_lost(self.client.subscribe(topic, qos=1))

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_WAIT_S: Final = 0.5
 BARRIER_TIMEOUT_S: Final = 1.0
+YIELD_EVERY: Final = 64
 
 
 class Publisher:
@@ -53,6 +54,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._unpaused = asyncio.Event()
         self._unpaused.set()
+        self._pauses = 0
         self.acked_total = 0
 
     @property
@@ -118,7 +120,14 @@ class Publisher:
                 await self._flush_acks()
                 await self._sleep_until_woken(self._outbox.appended)
                 continue
-            for row in rows:
+            for n, row in enumerate(rows, 1):
+                if n % YIELD_EVERY == 0:
+                    # a control request waits at most this many publishes, and a pause
+                    # (a consent change in progress) holds the rest of the batch back
+                    await asyncio.sleep(0)
+                    await self._unpaused.wait()
+                    if connection.lost.is_set():
+                        return
                 if row.category != EPOCH_CATEGORY and (
                     not self._policy.forwardable(row.device, row.category)
                     or self._outbox.is_dead(row)
@@ -160,16 +169,20 @@ class Publisher:
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
-        """Hold back new database work of the publisher while the block runs.
+        """Hold back the publisher's new sends and database work while the block runs.
 
-        A control command's few statements then do not queue behind the publisher's bulk
-        fetches and deletes in aiosqlite's single worker thread. PUBACKs are still counted.
+        A control command's few statements then neither queue behind the publisher's bulk
+        fetches and deletes in aiosqlite's single worker thread nor wait for an event loop
+        busy with publishing. PUBACKs are still counted. Blocks may nest.
         """
+        self._pauses += 1
         self._unpaused.clear()
         try:
             yield
         finally:
-            self._unpaused.set()
+            self._pauses -= 1
+            if not self._pauses:
+                self._unpaused.set()
 
     async def barrier(self) -> None:
         """Return once nothing handed to paho earlier can still reach the broker.

@@ -90,8 +90,13 @@ async def get_meta(db: aiosqlite.Connection, key: str) -> bytes | None:
 
 async def set_meta(db: aiosqlite.Connection, key: str, value: bytes) -> None:
     """Store ``value`` under ``key`` in the meta table (inside the caller's transaction)."""
-    await db.execute(
+    await set_metas(db, {key: value})
+
+
+async def set_metas(db: aiosqlite.Connection, values: dict[str, bytes]) -> None:
+    """Store every key and value of ``values`` in the meta table in one statement."""
+    await db.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (key, value),
+        values.items(),
     )
