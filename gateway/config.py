@@ -46,7 +46,7 @@ class MqttConfig:
     protocol: int = 5
     keepalive_s: int = 30
     health_interval_s: float = 30.0
-    max_inflight: int = 1000
+    max_inflight: int = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +326,7 @@ def _mqtt(t: _Table, base: Path) -> MqttConfig:
         protocol=protocol,
         keepalive_s=t.integer("keepalive_s", 30, 5, 3600),
         health_interval_s=t.number("health_interval_s", 30.0, 0.05, 86400.0),
-        max_inflight=t.integer("max_inflight", 1000, 1, 65535),
+        max_inflight=t.integer("max_inflight", 250, 1, 65535),
     )
     if "password" in t.data:
         raise ConfigError(t.key("password"), "secrets never go in the TOML; use password_file")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -187,6 +188,9 @@ class MqttLink:
             will=aiomqtt.Will(self._topics.status, OFFLINE, qos=1, retain=True),
             max_inflight_messages=0,  # unlimited: the publisher bounds its own window (trap 3)
             timeout=10.0,
+            # Control answers are small and must not wait for the broker's delayed ACK of the
+            # previous segment (Nagle); bulk records fill segments either way.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # paho formats a DEBUG line for every packet sent and received even when nothing
         # prints it; the hub logs its own events, so paho's per-packet log is switched off.

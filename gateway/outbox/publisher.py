@@ -41,7 +41,7 @@ class Publisher:
         link: MqttLink,
         policy: ConsentPolicy,
         counters: Counters,
-        window: int = 1000,
+        window: int = 250,
     ) -> None:
         self._outbox = outbox
         self._link = link
