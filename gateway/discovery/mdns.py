@@ -18,9 +18,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import aiohttp
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -30,10 +29,13 @@ from gateway.config import MdnsConfig
 from gateway.counters import Counters
 from gateway.devices.model import MDNS, PAIRED, Candidate, DeviceEvent, DeviceInfo, Sighting
 from gateway.devices.registry import DeviceRegistry
-from gateway.discovery.mdns_http import get_json
+from gateway.discovery.mdns_http import get_json, open_session
 from gateway.discovery.mdns_liveness import Liveness
 from gateway.errors import ConfigError, DeviceError
 from gateway.model import Reading
+
+if TYPE_CHECKING:
+    import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,6 @@ class MdnsDiscovery:
                 f" ({exc}); list IPv4 addresses of this host's interfaces, or none for all",
             ) from exc
         try:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
             self._liveness = Liveness(self._azc.zeroconf, self._on_alive)
             self._liveness.start()
             self._browser = AsyncServiceBrowser(
@@ -163,15 +164,20 @@ class MdnsDiscovery:
         if self._session is not None:
             await self._session.close()
 
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # the first device seen: see open_session
+            self._session = open_session()
+        return self._session
+
     # --- Pairer ---------------------------------------------------------------------------
     async def read_info(self, candidate: Candidate) -> DeviceInfo:
         """Read a candidate's device info over HTTP (the ``mdns`` Pairer); raise DeviceError."""
         driver = next((d for d in self._drivers.values() if d.name == candidate.driver), None)
-        if driver is None or self._session is None:
+        if driver is None or self._azc is None:
             raise DeviceError("unsupported", "no mDNS driver for this device")
         try:
             body = await get_json(
-                self._session, candidate.address, driver.info_path, self._config.http_timeout_s
+                self._http(), candidate.address, driver.info_path, self._config.http_timeout_s
             )
             return driver.parse_info(body, expected_id=candidate.stable_id)
         except DeviceError as exc:
@@ -291,10 +297,9 @@ class MdnsDiscovery:
         )
 
     async def _poll(self, svc: _Service, sighting: Sighting, device: str) -> None:
-        assert self._session is not None
         try:
             body = await get_json(
-                self._session, sighting.address, svc.driver.status_path, self._config.http_timeout_s
+                self._http(), sighting.address, svc.driver.status_path, self._config.http_timeout_s
             )
             report = svc.driver.parse_status(body)
         except DeviceError as exc:

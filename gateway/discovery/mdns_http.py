@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Final
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.errors import DeviceError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_BODY_BYTES: Final = 256 * 1024
 JSON_TYPE: Final = "application/json"
@@ -30,6 +31,8 @@ async def get_json(
     Raise DeviceError with reason ``timeout``, ``unreachable``, ``http_status``,
     ``content_type`` or ``bad_json``; the whole exchange is bounded by ``timeout_s``.
     """
+    import aiohttp  # noqa: PLC0415 - ~10 MB, loaded with the first device (see open_session)
+
     url = f"http://{address}{path}"
     try:
         async with asyncio.timeout(timeout_s):
@@ -60,3 +63,14 @@ async def get_json(
         return json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DeviceError("bad_json", "the answer is not valid JSON") from exc
+
+
+def open_session() -> aiohttp.ClientSession:
+    """Return a new HTTP client session for device requests (timeouts are per request).
+
+    aiohttp is imported here, with the first device that needs it, not at start-up: a hub
+    without Wi-Fi devices never pays its ~10 MB.
+    """
+    import aiohttp  # noqa: PLC0415
+
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))

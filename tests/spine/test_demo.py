@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gateway.cli import demo
+from gateway.demo import show as demo
 
 
 def test_demo_runs_and_ends_by_itself() -> None:
