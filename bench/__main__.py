@@ -82,9 +82,8 @@ def p2(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     """Run P2 (a second time if a response never came); return its results and table rows.
 
     The requester subscribes to the withdrawn category's records on its own connection, on a
-    broker keeping at most 1000 queued messages per client (PERFORMANCE.md trap 6), while it
-    shares its event loop with the hub filling the outbox: a response can be dropped by the
-    broker. That attempt is kept in the results, not hidden.
+    broker keeping at most 1000 queued messages per client (PERFORMANCE.md trap 6): a response
+    can be dropped by the broker. That attempt is kept in the results, not hidden.
     """
     failures: list[str] = []
     for _ in range(2):

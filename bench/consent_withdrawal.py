@@ -35,14 +35,15 @@ from gateway import daemon
 from gateway.model import Reading
 
 REQUEST_TIMEOUT_S = 30.0
+NO_ANSWER = "no answer"
 
 
 def requester(pipe: Connection, port: int, root: str) -> None:
     """Serve the benchmark's requests from a separate process: time each, count leaks.
 
-    Receives ``(command, params, arm)`` and answers the round trip in seconds; ``arm`` true
-    starts counting health records from the moment the answer arrives. ``None`` asks for the
-    count and ends the process.
+    Receives ``(command, params, arm)`` and answers the round trip in seconds (or NO_ANSWER);
+    ``arm`` true starts counting health records from the moment the answer arrives. ``None``
+    asks for the count and ends the process.
     """
     answered: dict[str, float] = {}
     cond = threading.Condition()
@@ -91,7 +92,8 @@ def requester(pipe: Connection, port: int, root: str) -> None:
                 if not cond.wait_for(
                     functools.partial(answered.__contains__, transaction), REQUEST_TIMEOUT_S
                 ):
-                    raise TimeoutError(f"no answer to {command}")
+                    pipe.send(NO_ANSWER)
+                    continue
             pipe.send(answered[transaction] - sent)
         pipe.send(leaked)
     finally:
@@ -102,7 +104,10 @@ def requester(pipe: Connection, port: int, root: str) -> None:
 async def ask(pipe: Connection, command: str, params: dict[str, Any], arm: bool = False) -> float:
     """Have the requester process send one request; return its round trip in seconds."""
     pipe.send((command, params, arm))
-    return float(await asyncio.to_thread(pipe.recv))
+    reply = await asyncio.to_thread(pipe.recv)
+    if reply == NO_ANSWER:
+        raise TimeoutError(f"no answer to {command} within {REQUEST_TIMEOUT_S:g} s")
+    return float(reply)
 
 
 async def run(queued: int, rounds: int, workdir: Path) -> dict[str, Any]:
