@@ -76,8 +76,7 @@ class Connection:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> None:
-        """Publish one QoS 1 message and wait for its PUBACK; raise MqttError if the connection
-        is lost meanwhile and TimeoutError after PUBLISH_TIMEOUT_S."""
+        """Publish one QoS 1 message and wait for its PUBACK (MqttError if lost meanwhile)."""
         await self.unless_lost(
             self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         )
