@@ -204,9 +204,14 @@ def _wire(hub: Hub) -> None:
             return
         topic = request.response_topic or hub.topics.response(request.command)
         # The reader takes the next request at once; the answer's PUBACK comes when it comes.
-        connection.send(
-            topic, response.encode(), properties=response_properties(request.correlation)
-        )
+        try:
+            connection.send(
+                topic, response.encode(), properties=response_properties(request.correlation)
+            )
+        except ValueError:  # a response topic no one may publish to (a wildcard, too long)
+            logger.warning(
+                "request with an invalid response topic", extra={"command": request.command}
+            )
 
     hub.link.on_request(on_request)
 

@@ -9,14 +9,18 @@ import functools
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig
 from gateway.mqtt.link import Connection, MqttLink
 from gateway.mqtt.topics import Topics
-from tests.support.hub import eventually
+from tests.rights.helpers import mqtt_request
+from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
 
@@ -100,3 +104,23 @@ async def test_a_publish_on_a_connection_lost_meanwhile_fails_as_lost_not_as_a_t
         failure = await asyncio.wait_for(outcome, timeout=30)
     # a TimeoutError would mean the hub sat out PUBLISH_TIMEOUT_S before reconnecting
     assert isinstance(failure, aiomqtt.MqttError)
+
+
+async def test_a_request_whose_response_topic_is_invalid_goes_unanswered_and_the_link_stays(
+    own_broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = hub_config(tmp_path, own_broker.port, "bad-response-topic")
+    root = config.topic_root
+    async with running_hub(config) as hub:
+        await hub.link.connected.wait()
+        connects = hub.link.connects
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = "answers/#"  # a wildcard: nobody may publish there
+        async with aiomqtt.Client(
+            "127.0.0.1", own_broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as mqtt:
+            body = b'{"transaction": "bad"}'
+            await mqtt.publish(f"{root}/request/health", body, qos=1, properties=props)
+        answer = await mqtt_request(own_broker.port, root, "health", {})
+        assert answer["status"] == "ok"
+        assert hub.link.connects == connects  # the connection was never dropped
