@@ -226,7 +226,10 @@ class Outbox:
                     kept.append(row)
                     room_rows -= 1
                     room_bytes -= size
-            dropped = incoming - len(kept)
+            # An announcement kept past the cap displaces the newest records: what stays is
+            # still the oldest, and the outbox never holds more than its bounds.
+            evicted = await self._evict_newest(kept, -room_rows, -room_bytes)
+            dropped = incoming - len(kept) + evicted
             self._counters.inc("outbox.overflow_rejected", dropped)
             await self._audit_overflow("reject_new", dropped)
             return kept
@@ -245,6 +248,34 @@ class Outbox:
         self._counters.inc("outbox.overflow_dropped", len(victims))
         await self._audit_overflow("drop_oldest", len(victims))
         return rows
+
+    async def _evict_newest(self, batch: list[OutboxRow], rows: int, size: int) -> int:
+        """Drop records (never announcements) newest first, from ``batch`` (in place) and then
+        from the outbox, until ``rows`` rows and ``size`` bytes are freed; return how many."""
+        evicted = 0
+        for i in range(len(batch) - 1, -1, -1):
+            if rows <= 0 and size <= 0:
+                return evicted
+            if batch[i].category != EPOCH_CATEGORY:
+                rows, size, evicted = rows - 1, size - len(batch[i].payload), evicted + 1
+                del batch[i]
+        if rows <= 0 and size <= 0:
+            return evicted
+        async with self._db.execute(
+            "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id DESC",
+            (EPOCH_CATEGORY,),
+        ) as cursor:
+            victims = []
+            async for victim_id, victim_size in cursor:
+                if rows <= 0 and size <= 0:
+                    break
+                victims.append((victim_id,))
+                rows, size = rows - 1, size - int(victim_size)
+                self.bytes -= int(victim_size)
+        await self._db.executemany("DELETE FROM outbox WHERE id = ?", victims)
+        self._recent.clear()
+        self.rows -= len(victims)
+        return evicted + len(victims)
 
     async def _audit_overflow(self, policy: str, count: int) -> None:
         # One audit entry per overflowing batch, with the count: the log stays readable.

@@ -124,3 +124,21 @@ async def test_reject_new_keeps_what_still_fits(db: aiosqlite.Connection) -> Non
     assert outbox.rows == 100
     assert counters.get("outbox.overflow_rejected") == 10
     assert (await audit.tail(1))[0].details == {"policy": "reject_new", "records": 10}
+
+
+async def test_reject_new_keeps_an_announcement_within_the_bounds_by_evicting_the_newest(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox, audit, counters = await make(db, max_rows=100, overflow="reject_new")
+    await outbox.append([row(i) for i in range(100)])
+    # full: a new epoch's announcement still goes in (it keys any record kept later) ...
+    assert await outbox.append([row(200, EPOCH_CATEGORY), row(201)]) == 1
+    assert outbox.rows == 100  # ... and the newest queued record made way for it
+    pending = await outbox.fetch_after(0, 200)
+    assert [p.category for p in pending].count(EPOCH_CATEGORY) == 1
+    assert [p.device for p in pending if p.category != EPOCH_CATEGORY] == [
+        f"{i:016x}"
+        for i in range(99)  # the oldest stay
+    ]
+    assert counters.get("outbox.overflow_rejected") == 2  # row 201 and row 99
+    assert (await audit.tail(1))[0].details == {"policy": "reject_new", "records": 2}
