@@ -146,7 +146,11 @@ async def _run_hub(
     hub_task = asyncio.create_task(
         daemon.run(config, stop, on_ready=ready.set_result), name="demo-hub"
     )
-    await ready
+    hub = await ready
+    # Requests sent before the hub subscribed would be lost: wait for it to be online, as an
+    # operator's tool waits for the retained status ``online``.
+    async with asyncio.timeout(15):
+        await hub.link.connected.wait()
     consumer = Consumer(
         load_recipient_private(workdir / "keys" / "recipient.key"),
         {HUB_ID: hub_signing_key(config.state_dir).public_key()},
