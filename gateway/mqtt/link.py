@@ -57,9 +57,13 @@ class Connection:
     def __init__(self, client: aiomqtt.Client, protocol: int) -> None:
         self.client = client
         self.protocol = protocol
-        self.alive = True
-        self.lost = asyncio.Event()
+        self.lost = asyncio.Event()  # set when paho reports the loss or the link lets go
         _on_paho_disconnect(client._client, self.lost.set)
+
+    @property
+    def alive(self) -> bool:
+        """Return whether this connection is still the link's live one."""
+        return not self.lost.is_set()
 
     @property
     def paho(self) -> paho.Client:
@@ -256,7 +260,7 @@ class MqttLink:
 
     def _lost(self) -> None:
         if self.connection is not None:
-            self.connection.alive = False
+            self.connection.lost.set()
         self.connection = None
         if self.connected.is_set():
             self.connected.clear()

@@ -240,11 +240,8 @@ class Outbox:
             "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id LIMIT ?",
             (EPOCH_CATEGORY, need),
         ) as cursor:
-            victims = list(await cursor.fetchall())
-        await self._db.executemany("DELETE FROM outbox WHERE id = ?", [(v[0],) for v in victims])
-        self._recent.clear()
-        self.rows -= len(victims)
-        self.bytes -= sum(int(v[1]) for v in victims)
+            victims = [(int(i), int(n)) for i, n in await cursor.fetchall()]
+        await self._delete_victims(victims)
         self._counters.inc("outbox.overflow_dropped", len(victims))
         await self._audit_overflow("drop_oldest", len(victims))
         return rows
@@ -259,23 +256,26 @@ class Outbox:
             if batch[i].category != EPOCH_CATEGORY:
                 rows, size, evicted = rows - 1, size - len(batch[i].payload), evicted + 1
                 del batch[i]
-        if rows <= 0 and size <= 0:
-            return evicted
-        async with self._db.execute(
-            "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id DESC",
-            (EPOCH_CATEGORY,),
-        ) as cursor:
-            victims = []
-            async for victim_id, victim_size in cursor:
-                if rows <= 0 and size <= 0:
-                    break
-                victims.append((victim_id,))
-                rows, size = rows - 1, size - int(victim_size)
-                self.bytes -= int(victim_size)
-        await self._db.executemany("DELETE FROM outbox WHERE id = ?", victims)
+        victims: list[tuple[int, int]] = []
+        if rows > 0 or size > 0:
+            async with self._db.execute(
+                "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id DESC",
+                (EPOCH_CATEGORY,),
+            ) as cursor:
+                async for victim_id, victim_size in cursor:
+                    if rows <= 0 and size <= 0:
+                        break
+                    victims.append((int(victim_id), int(victim_size)))
+                    rows, size = rows - 1, size - victims[-1][1]
+            await self._delete_victims(victims)
+        return evicted + len(victims)
+
+    async def _delete_victims(self, victims: list[tuple[int, int]]) -> None:
+        """Delete the rows ``victims`` names as (id, payload size); keep the counts right."""
+        await self._db.executemany("DELETE FROM outbox WHERE id = ?", [(v[0],) for v in victims])
         self._recent.clear()
         self.rows -= len(victims)
-        return evicted + len(victims)
+        self.bytes -= sum(v[1] for v in victims)
 
     async def _audit_overflow(self, policy: str, count: int) -> None:
         # One audit entry per overflowing batch, with the count: the log stays readable.
