@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from gateway.backoff import Backoff
 from gateway.config import MqttConfig
 from gateway.errors import ConfigError
+from gateway.mqtt.reads import buffer_reads
 from gateway.mqtt.topics import Topics
 from gateway.tasks import reraise_if_cancelling
 
@@ -198,6 +199,7 @@ class MqttLink:
         # paho formats a DEBUG line for every packet sent and received even when nothing
         # prints it; the hub logs its own events, so paho's per-packet log is switched off.
         client._client.disable_logger()
+        buffer_reads(client._client)  # one recv per burst of PUBACKs, not three per PUBACK
         return client
 
     async def run(self) -> None:

@@ -8,6 +8,8 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.envelope import format as fmt
 from gateway.envelope.alg import choose_alg, cpu_has_aes
@@ -185,6 +187,28 @@ def test_plaintext_round_trip_keeps_types() -> None:
     assert ts == 1_700_000_000.5
     assert decoded == fields
     assert {k: type(v) for k, v in decoded.items()} == {k: type(v) for k, v in fields.items()}
+
+
+_SCALARS = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ts=st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 2**40),
+    fields=st.dictionaries(st.text(max_size=30), _SCALARS, max_size=40),
+)
+def test_plaintext_bytes_are_cbor2s_canonical_encoding(
+    ts: float, fields: dict[str, fmt.Value]
+) -> None:
+    expected = cbor2.dumps({"ts": float(ts), "fields": fields}, canonical=True)
+    assert fmt.encode_plaintext(ts, fields) == expected
 
 
 @pytest.mark.parametrize(
