@@ -34,6 +34,7 @@ def test_bench_quick_writes_every_measure(tmp_path: Path) -> None:
     assert p2["ack_p50_ms"] > 0
     assert p2["ack_p99_ms"] >= p2["ack_p50_ms"]
     assert p2["withdrawn_seen_after_ack"] == 0
+    assert p2["health_in_flight_min"] > 0  # the leak check met records in flight
     assert p3["drain_rate"] > 0
     assert p3["ratio_to_p1"] > 0
     assert p3["acked"] >= p3["records"]
