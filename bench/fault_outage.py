@@ -160,6 +160,14 @@ async def compressed_outage(
         if policy == "drop_oldest"
         else _prefix_check(counter.seqs)
     )
+    # reject_new refuses readings before sealing once full: the sealer's counter ends right
+    # after the newest record kept (a record sealed but refused would leave a gap there).
+    newest_epoch = max(counter.seqs, default=last_epoch)
+    sealed_not_kept = (
+        last_seq - (max(counter.seqs[newest_epoch], default=-1) + 1)
+        if newest_epoch == last_epoch and counter.seqs
+        else last_seq
+    )
     result = {
         "hours": hours,
         "rate_hz": rate_hz,
@@ -189,6 +197,7 @@ async def compressed_outage(
         **summary,
         "holes": holes,
         "survivors_as_policy": survivors_ok,
+        "sealed_not_kept": sealed_not_kept if policy == "reject_new" else None,
     }
     result["ok"] = (
         max_seen <= max_rows
@@ -204,6 +213,7 @@ async def compressed_outage(
         and survivors_ok
         and summary["rejected"] == 0
         and summary["held_unopened"] == 0
+        and (policy != "reject_new" or sealed_not_kept == 0)
     )
     return result
 

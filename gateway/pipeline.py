@@ -264,8 +264,22 @@ class Pipeline:
             )
             for stage in self._stages:
                 observations = stage(observations)
-            rows = self._sealer.seal_batch(observations, self._ttl)
-            kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
+            return await self._commit(observations)
+
+    async def _commit(self, observations: list[Observation]) -> int:
+        """Seal ``observations`` and append them to the outbox (commit lock held)."""
+        if not observations:
+            return 0
+        room = self._outbox.room_for_new()
+        if room is not None and len(observations) > room:
+            # A full reject_new outbox keeps its oldest records: what does not fit is refused
+            # before sealing, so no sequence number or epoch is spent on records never kept.
+            await self._outbox.refuse(len(observations) - room)
+            observations = observations[:room]
+            if not observations:
+                return 0
+        rows = self._sealer.seal_batch(observations, self._ttl)
+        kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
         self.committed += kept
         return kept
 
@@ -289,13 +303,7 @@ class Pipeline:
     async def commit_aggregates(self, now: float) -> int:
         """Seal and commit the aggregate windows that ended before ``now``."""
         async with self._commit_lock:
-            closed = self._aggregator.due(now)
-            if not closed:
-                return 0
-            rows = self._sealer.seal_batch(closed, self._ttl)
-            kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
-        self.committed += kept
-        return kept
+            return await self._commit(self._aggregator.due(now))
 
     def forget_aggregates(self, device: str | None = None) -> None:
         """Drop open aggregate windows (of ``device``): consent for them was withdrawn."""

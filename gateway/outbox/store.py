@@ -208,6 +208,21 @@ class Outbox:
             await set_meta(self._db, PREV_KEY, prev_hash)
         await self._db.execute("DELETE FROM epochs WHERE epoch <= ?", (newest - KEEP_EPOCHS,))
 
+    def room_for_new(self) -> int | None:
+        """Return how many more records a ``reject_new`` outbox takes by its row bound (0 once
+        at either bound); None under ``drop_oldest``, which always makes room."""
+        limits = self._config
+        if limits.overflow != "reject_new":
+            return None
+        if self.bytes >= limits.max_bytes:
+            return 0
+        return max(0, limits.max_rows - self.rows)
+
+    async def refuse(self, count: int) -> None:
+        """Count and audit ``count`` records refused before sealing (beyond ``room_for_new``)."""
+        self._counters.inc("outbox.overflow_rejected", count)
+        await self._audit_overflow("reject_new", count)
+
     async def _make_room(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
         incoming = len(rows)
         incoming_bytes = sum(len(r.payload) for r in rows)

@@ -57,4 +57,5 @@ async def test_compressed_outage_reject_new_stays_under_the_cap(tmp_path: Path) 
     assert result["audited_records"] == result["overflow_rejected"] > 10_000
     assert result["opened"] == result["backlog_records"] > 0
     assert result["survivors_as_policy"]  # the oldest records, from the first seq
+    assert result["sealed_not_kept"] == 0  # once full, readings are refused before sealing
     assert result["ok"], result
