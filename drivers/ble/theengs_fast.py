@@ -10,9 +10,11 @@ satisfy M's condition are decoded from it in a few microseconds, with theengs's 
 Only a subset of the definition language is compiled: conditions on the service data, its UUID
 and the name (``index``, ``contain``, length comparisons, ``|`` and ``&``); properties read with
 ``value_from_hex_data`` (with ``/ * + -`` post-processing), ``static_value``, ``bit_static_value``
-and ``revmac_from_hex_data``, under flat service-data conditions. A model using anything else is
-not compiled, and a message the compiled form cannot read (too short for a property) is handed
-to theengs: theengs stays the decoder of record, this is its shortcut.
+and ``revmac_from_hex_data``, under flat service-data conditions. A model using anything else
+is not compiled; a model id theengs gives several definitions (a scale's kg and lb variants)
+is compiled from the first, and the others' messages keep going to theengs; a message the
+compiled form cannot read (too short for a property) is handed to theengs too. theengs stays
+the decoder of record; this is its shortcut.
 tests/ble/test_theengs_fast.py checks both give the same result on generated messages of every
 model the drivers serve.
 """
@@ -92,6 +94,10 @@ class _UnsupportedError(Exception):
     """The definition uses something this module does not compile."""
 
 
+class _ShortError(Exception):
+    """An ``index`` clause reaches past the end of the data."""
+
+
 @functools.cache
 def compile_model(model_id: str) -> Model | None:
     """Return theengs's model ``model_id`` compiled, or None if its definition is not supported."""
@@ -145,7 +151,14 @@ def _condition(tokens: list[object]) -> Check:
     if not all(groups):
         raise _UnsupportedError("empty condition")
     frozen = tuple(tuple(group) for group in groups)
-    return lambda m: all(any(check(m) for check in group) for group in frozen)
+
+    def check(m: Message) -> bool:
+        try:
+            return all(any(check(m) for check in group) for group in frozen)
+        except _ShortError:
+            return False
+
+    return check
 
 
 def _clause(tokens: list[object], i: int) -> tuple[Check, int]:
@@ -168,8 +181,7 @@ def _clause(tokens: list[object], i: int) -> tuple[Check, int]:
         at, text = tokens[i + 1], tokens[i + 2]
         if not isinstance(at, int) or not isinstance(text, str):
             raise _UnsupportedError("index clause")
-        end = at + len(text)
-        checks.append(lambda m: (value := _source(m, source)) is not None and value[at:end] == text)
+        checks.append(_index_check(source, at, text))
         i += 3
     elif op == "contain":
         text = tokens[i + 1]
@@ -180,6 +192,20 @@ def _clause(tokens: list[object], i: int) -> tuple[Check, int]:
     elif not checks:
         raise _UnsupportedError(str(op))
     return (lambda m: all(check(m) for check in checks)), i
+
+
+def _index_check(source: str, at: int, text: str) -> Check:
+    end = at + len(text)
+
+    def check(m: Message) -> bool:
+        value = _source(m, source)
+        if value is None:
+            return False
+        if len(value) < end:
+            raise _ShortError  # theengs: the whole condition fails, whatever the alternatives
+        return value[at:end] == text
+
+    return check
 
 
 def _property_condition(tokens: list[object] | None) -> Check:

@@ -135,3 +135,13 @@ def test_a_message_the_learned_model_refuses_still_gets_theengs_answer() -> None
         fresh = MiBeaconDriver().decoder()
         expected = outcome(fresh, "A4:C1:38:56:00:1E", MIBEACON_UUID, other)
         assert outcome(decoder, "A4:C1:38:56:00:1E", MIBEACON_UUID, other) == expected
+
+
+def test_an_index_past_the_end_of_the_data_fails_the_whole_condition() -> None:
+    # theengs stops evaluating a condition at an ``index`` clause the data is too short for,
+    # even when a later alternative would hold.
+    from drivers.ble.theengs_fast import _condition  # noqa: PLC0415 - the rule itself is tested
+
+    condition = _condition(["servicedata", "index", 30, "ab", "|", "servicedata", "index", 0, "22"])
+    assert not condition(Message("22" + "00" * 4, "181d", None))
+    assert condition(Message("22" + "00" * 20, "181d", None))
