@@ -67,16 +67,18 @@ def requester(pipe: Connection, port: int, root: str) -> None:
 
     Two connections, as in a real deployment: the operator's tool (requests and answers only)
     is timed; a watcher subscribed to the answers and to the health records sees both in the
-    order the broker delivered them and counts the records after an armed answer. (On one
+    order the broker delivered them and counts the records after an armed answer, on its own
+    view alone, so it may lag behind the tool without miscounting. (On one
     connection the tool's latency would include working through the ~10k health records/s it
     receives, which is the tool's backlog, not the hub's.)
     """
     answered: dict[str, float] = {}
     cond = threading.Condition()
-    counting = threading.Event()
-    armed = [""]  # the transaction whose answer starts the count
+    armed: set[str] = set()  # transactions whose answer starts a count
     watched: set[str] = set()  # answers the watcher has seen
     leaked = 0
+    flowing = 0  # health records the watcher saw since the last answer
+    withdrawn = False  # the last answer the watcher saw was an armed one
     in_flight: dict[str, int] = {}  # armed transaction -> health records seen before its answer
     last_message = [time.monotonic()]
 
@@ -87,17 +89,21 @@ def requester(pipe: Connection, port: int, root: str) -> None:
             cond.notify_all()
 
     def on_watch(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        nonlocal leaked
+        # Everything here is in the watcher's own order, the broker's: a health record after
+        # an armed answer and before the next answer (the next round's grant) is a leak.
+        nonlocal leaked, flowing, withdrawn
         last_message[0] = time.monotonic()
         if "/response/" in message.topic:
             transaction = str(json.loads(message.payload)["transaction"])
             watched.add(transaction)
-            if transaction == armed[0]:
-                counting.set()  # in paho's thread, in the order the broker delivered
-        elif counting.is_set():
+            withdrawn = transaction in armed
+            if withdrawn:
+                in_flight[transaction] = flowing
+            flowing = 0
+        elif withdrawn:
             leaked += 1
-        elif armed[0]:  # the withdrawal is on its way: records still flowing
-            in_flight[armed[0]] = in_flight.get(armed[0], 0) + 1
+        else:
+            flowing += 1
 
     tool = _client("bench-p2-tool", port, on_answer)
     tool.subscribe(f"{root}/response/#", 1)
@@ -113,8 +119,8 @@ def requester(pipe: Connection, port: int, root: str) -> None:
             n += 1
             transaction = f"{command}-{n}"
             body = json.dumps({"transaction": transaction, **params})
-            counting.clear()
-            armed[0] = transaction if arm else ""
+            if arm:
+                armed.add(transaction)
             sent = time.perf_counter()
             tool.publish(f"{root}/request/{command}", body, qos=0)
             with cond:
