@@ -281,8 +281,11 @@ async def run(
                 tasks["watchdog"] = group.create_task(watchdog, name="watchdog")
             # Everything alive now (modules, keys, config) lives as long as the daemon: the
             # cyclic collector need not walk it again on every full collection, which would
-            # stall the event loop for tens of milliseconds under load.
+            # stall the event loop for tens of milliseconds under load. Undone at the stop,
+            # so a process that runs hubs one after another (tests, benchmarks) can still
+            # collect what each left behind.
             gc.freeze()
+            stack.callback(gc.unfreeze)
             notify("READY=1")
             logger.info("daemon ready", extra={"hub_epoch": hub.sealer.epoch})
             if on_ready is not None:

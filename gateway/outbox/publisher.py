@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 IDLE_WAIT_S: Final = 0.5
 BARRIER_TIMEOUT_S: Final = 1.0
 YIELD_EVERY: Final = 64
+LINK_POLL_S: Final = 0.01  # while a lost connection is still the link's current one
 
 
 class Publisher:
@@ -64,18 +65,25 @@ class Publisher:
 
     async def run(self) -> None:
         """Publish forever: wait for a connection, pump the outbox until it is lost."""
+        attached: Connection | None = None
         while True:
             await self._link.connected.wait()
             connection = self._link.connection
-            if connection is None:
-                await asyncio.sleep(0)
+            if connection is None or not connection.alive:
+                # paho has reported the loss and the link's own task has not yet: that task
+                # must get to run. (Looping back here without a real wait never yields: the
+                # daemon froze, re-wrapping paho's handlers until memory ran out.)
+                await asyncio.sleep(LINK_POLL_S)
                 continue
-            self._attach(connection)
+            if connection is not attached:
+                self._attach(connection)
+                attached = connection
             try:
                 await self._pump(connection)
             finally:
                 await self._flush_acks()
                 self._inflight.clear()
+            await asyncio.sleep(0)  # never loop back without letting the link run
 
     def _attach(self, connection: Connection) -> None:
         client = connection.paho

@@ -124,3 +124,36 @@ async def test_a_request_whose_response_topic_is_invalid_goes_unanswered_and_the
         answer = await mqtt_request(own_broker.port, root, "health", {})
         assert answer["status"] == "ok"
         assert hub.link.connects == connects  # the connection was never dropped
+
+
+async def test_a_loss_paho_reported_before_the_link_noticed_does_not_freeze_the_publisher(
+    own_broker: Mosquitto, tmp_path: Path
+) -> None:
+    # paho sets Connection.lost from its on_disconnect; the link clears `connected` later, on
+    # its own task. In between, the publisher must wait, not loop: a loop that never yields
+    # keeps the link from ever noticing (the daemon froze, re-wrapping paho's PUBACK handler
+    # on every turn until memory ran out).
+    config = hub_config(tmp_path, own_broker.port, "publisher-loss-race")
+    async with running_hub(config) as hub:
+        await hub.link.connected.wait()
+        connection = hub.link.connection
+        assert connection is not None
+        attaches: list[Connection] = []
+        attach = hub.publisher._attach
+
+        def counting(to: Connection) -> None:
+            attaches.append(to)
+            if attaches.count(to) > 1:
+                raise RuntimeError("the publisher attached to the same connection twice")
+            attach(to)
+
+        hub.publisher._attach = counting  # type: ignore[method-assign,assignment]
+        connection.lost.set()  # as paho's on_disconnect does; the link has not run yet
+        turns = 0
+        for _ in range(80):  # longer than the publisher's idle wait (IDLE_WAIT_S)
+            await asyncio.sleep(0.01)
+            turns += 1
+        assert turns == 80  # the event loop kept running
+        assert attaches == []  # nothing attached to the lost connection
+        hub.link.drop()  # the link moves on: a new connection, attached once
+        await eventually(lambda: len(attaches) == 1 and attaches[0] is not connection)
