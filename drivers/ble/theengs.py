@@ -103,12 +103,11 @@ def _decode_ble() -> Callable[[str], str | None]:
 class _TheengsDecoder:
     """One per driver, shared by its devices: theengs, with the models it named compiled."""
 
-    __slots__ = ("_learned", "_models", "_uuids")
+    __slots__ = ("_models", "_uuids")
 
     def __init__(self, uuids: tuple[str, ...]) -> None:
         self._uuids = uuids
         self._models: list[Model] = []  # compiled models theengs named, tried in that order
-        self._learned: set[str] = set()
 
     def decode(self, advert: Advert, payload: bytes, now: float) -> Decoded:
         """Decode one service-data payload as theengsdecoder does; DecodeError if none fits."""
@@ -123,11 +122,9 @@ class _TheengsDecoder:
                 return _decoded(result)
         result = self._theengs(message)
         model_id = result.get("model_id")
-        if isinstance(model_id, str) and model_id not in self._learned:
-            self._learned.add(model_id)
-            compiled = compile_model(model_id)
-            if compiled is not None:
-                self._models.append(compiled)
+        compiled = compile_model(model_id) if isinstance(model_id, str) else None  # cached
+        if compiled is not None and all(m is not compiled for m in self._models):
+            self._models.append(compiled)
         return _decoded(result)
 
     @staticmethod

@@ -31,6 +31,7 @@ Reading = dict[str, object]
 """theengs's JSON answer as ``json.loads`` gives it (the model's properties and identity)."""
 
 _SERVICE_DATA: Final = "servicedata"
+_SOURCES: Final = frozenset({_SERVICE_DATA, "uuid", "name"})  # what the hub gives theengs
 _LENGTH_OPS: Final[dict[str, Callable[[int, int], bool]]] = {
     "=": int.__eq__,
     ">=": int.__ge__,
@@ -129,9 +130,7 @@ def _source(message: Message, name: str) -> str | None:
         return message.data
     if name == "uuid":
         return message.uuid
-    if name == "name":
-        return message.name
-    raise _UnsupportedError(name)
+    return message.name  # the only other source _clause admits
 
 
 def _condition(tokens: list[object]) -> Check:
@@ -164,9 +163,8 @@ def _condition(tokens: list[object]) -> Check:
 def _clause(tokens: list[object], i: int) -> tuple[Check, int]:
     """Compile one clause from ``tokens[i]``; return it and the index after it."""
     source = tokens[i]
-    if not isinstance(source, str):
-        raise _UnsupportedError("clause without a source")
-    _source(Message("", "", None), source)  # raises for sources not compiled here
+    if source not in _SOURCES or not isinstance(source, str):
+        raise _UnsupportedError(f"clause on {source!r}")
     checks: list[Check] = []
     i += 1
     op = tokens[i]

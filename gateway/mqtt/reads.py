@@ -28,12 +28,9 @@ def buffer_reads(client: paho.Client) -> None:
     state: Any = client  # paho's private socket reader, replaced on this instance only
     sock_recv: Callable[[int], bytes] = state._sock_recv
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
-    pending = bytearray()
-    filled_from: list[object] = [None]  # the socket the buffered bytes came from
+    pending = bytearray()  # one socket's bytes: the link makes a new client per connection
 
     def recv(size: int) -> bytes:
-        if pending and state._sock is not filled_from[0]:
-            pending.clear()  # a new socket (paho reconnected): the old bytes mean nothing
         if pending:
             out = bytes(pending[:size])
             del pending[:size]
@@ -42,7 +39,6 @@ def buffer_reads(client: paho.Client) -> None:
         if len(data) <= size:
             return data
         pending.extend(memoryview(data)[size:])
-        filled_from[0] = state._sock
         return data[:size]
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
