@@ -54,7 +54,7 @@ from gateway.envelope.format import (
 )
 from gateway.envelope.keys import recipient_kid
 from gateway.envelope.keyschedule import SECRET_LENGTH, EpochKeys, unwrap_secret
-from gateway.envelope.topics import parse_data_topic, parse_epoch_topic
+from gateway.envelope.topics import category_segment, parse_data_topic, parse_epoch_topic
 
 DEFAULT_ACCEPT_DELAY_S: Final = 7 * 86400.0
 DEFAULT_MAX_EPOCHS_PER_HUB: Final = 512
@@ -87,6 +87,7 @@ class OpenedRecord:
     seq: int
     ts: float
     fields: Mapping[str, Value]
+    kid: bytes  # the epoch's key id: (hub_id, kid, seq) names the record exactly once
 
 
 class _Epoch:
@@ -229,7 +230,9 @@ class Consumer:
         info = state.info
         if where.hub_id != info.hub_id:
             raise ForgeryError(f"a record of hub {info.hub_id!r} came on another hub's topic")
-        if where.device != header.device.hex() or where.category != header.category:
+        if where.device != header.device.hex() or where.category != category_segment(
+            header.category
+        ):
             raise ForgeryError("the topic's device or category differs from the record's header")
         if header.alg != info.alg:
             raise ForgeryError(f"the record claims alg {header.alg}, its epoch uses {info.alg}")
@@ -262,6 +265,7 @@ class Consumer:
             seq=seq,
             ts=ts,
             fields=fields,
+            kid=header.kid,
         )
 
     def forget_expired(self, now: float | None = None) -> int:

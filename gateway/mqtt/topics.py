@@ -1,8 +1,14 @@
-"""Topic names of the MQTT API v1 (DESIGN.md section 4), built and parsed in one place."""
+"""Topic names of the MQTT API v1 (DESIGN.md section 4), built and parsed in one place.
+
+Every segment is portable (``[A-Za-z0-9_-]``, see ``gateway.envelope.topics``): categories are
+written with ``_`` for ``.`` so RabbitMQ and NATS carry the topics unchanged.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from gateway.envelope.topics import data_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,7 @@ class Topics:
 
     def data(self, device: str, category: str) -> str:
         """Return the topic of a sealed record of ``category`` from ``device`` (pseudonym)."""
-        return f"{self.root}/data/{device}/{category}"
+        return data_topic(self.root, device, category)
 
     def request(self, command: str) -> str:
         """Return the request topic of ``command``."""

@@ -37,6 +37,8 @@ from .envelope_helpers import (
     ttl,
 )
 
+ENV_TOPIC = "telemetry_environment"  # ENV as written in topics
+
 
 @pytest.mark.parametrize("alg", [1, 24])
 def test_round_trip_keeps_every_field_and_header(alg: int) -> None:
@@ -129,10 +131,11 @@ def test_replay_is_checked_only_after_the_tag_verifies() -> None:
 @pytest.mark.parametrize(
     "topic",
     [
-        f"consentgate/{HUB_ID}/data/{DEVICE_B}/{ENV}",  # another device
+        f"consentgate/{HUB_ID}/data/{DEVICE_B}/{ENV_TOPIC}",  # another device
         f"consentgate/{HUB_ID}/data/{DEVICE_A}/{HEALTH}",  # another category
-        f"other/{HUB_ID}/data/{DEVICE_A}/{ENV}",  # another base topic (in the AAD)
-        f"consentgate/hub-2/data/{DEVICE_A}/{ENV}",  # another hub
+        f"other/{HUB_ID}/data/{DEVICE_A}/{ENV_TOPIC}",  # another base topic (in the AAD)
+        f"consentgate/hub-2/data/{DEVICE_A}/{ENV_TOPIC}",  # another hub
+        f"consentgate/{HUB_ID}/data/{DEVICE_A}/telemetry-environment",  # not its category
     ],
 )
 def test_a_record_moved_to_another_topic_is_refused(topic: str) -> None:

@@ -16,7 +16,13 @@ from gateway.envelope.alg import choose_alg, cpu_has_aes
 from gateway.envelope.cbor import Tagged, decode
 from gateway.envelope.errors import MalformedError
 from gateway.envelope.keyschedule import EpochKeys, derive, nonce, partial_iv
-from gateway.envelope.topics import parse_data_topic, parse_epoch_topic
+from gateway.envelope.topics import (
+    category_segment,
+    data_topic,
+    parse_data_topic,
+    parse_epoch_topic,
+    valid_base,
+)
 
 KID = bytes.fromhex("0102030405060708")
 DEVICE = bytes.fromhex("0123456789abcdef")
@@ -309,11 +315,24 @@ def test_topics_parse_and_refuse() -> None:
         "x/hub-1/dato/0123456789abcdef/health",
         "x/hub+1/data/0123456789abcdef/health",
         "x/hub-1/data/0123456789abcdef/",
+        "x/hub.1/data/0123456789abcdef/health",
+        "x/hub-1/data/0123456789abcdef/telemetry.environment",
     ):
         with pytest.raises(MalformedError):
             parse_data_topic(bad)
     with pytest.raises(MalformedError):
         parse_epoch_topic("consentgate/hub-1/epochs")
+    with pytest.raises(MalformedError):
+        parse_epoch_topic("consentgate/hub.1/epoch")
+
+
+def test_topics_are_portable_and_name_categories_with_underscores() -> None:
+    topic = data_topic("consentgate/hub-1", "0123456789abcdef", "telemetry.environment")
+    assert topic == "consentgate/hub-1/data/0123456789abcdef/telemetry_environment"
+    assert parse_data_topic(topic).category == category_segment("telemetry.environment")
+    assert valid_base("a/b-c/d_e/f")
+    for bad in ("a.b", "a/b/c/d/e", "a/+", "a/#", "", "a//b", "a b"):
+        assert not valid_base(bad), bad
 
 
 def test_alg_auto_follows_the_cpu_aes_flag() -> None:

@@ -56,7 +56,7 @@ def test_first_seal_announces_epoch_one_before_its_records() -> None:
     assert sealer.last_announcement_hash == hashlib.sha256(announcement.payload).digest()
     assert sealer.announcement() == announcement.payload
     env, health = rows[1], rows[2]
-    assert env.topic == f"{TOPIC_ROOT}/data/{DEVICE_A}/{ENV}"
+    assert env.topic == f"{TOPIC_ROOT}/data/{DEVICE_A}/telemetry_environment"
     assert health.topic == f"{TOPIC_ROOT}/data/{DEVICE_A}/{HEALTH}"
     assert (env.device, env.category, env.epoch, env.retain) == (DEVICE_A, ENV, 1, False)
     assert (env.created, env.expires, health.expires) == (T0, T0 + 60.0, T0 + 90.0)

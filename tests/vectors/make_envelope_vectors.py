@@ -28,7 +28,7 @@ from gateway.envelope.format import announcement_hash
 from gateway.envelope.sealer import REASON_START, Sealer
 from gateway.model import Observation, Value
 
-HUB_ID = "vector-hub.01"
+HUB_ID = "vector-hub-01"
 TOPIC_ROOT = f"consentgate/{HUB_ID}"
 EPOCH_START = (1_700_000_000.25, 1_700_003_700.75)
 MAX_AGE_S = 3600.0
