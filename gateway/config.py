@@ -20,8 +20,9 @@ from gateway.errors import ConfigError
 DEFAULT_CONFIG_PATH: Final = "/etc/consentgate/consentgate.toml"
 CONFIG_ENV: Final = "CONSENTGATE_CONFIG"
 OVERFLOW_POLICIES: Final = ("drop_oldest", "reject_new")
-_TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_BASE_TOPIC = re.compile(r"^[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,3}$")
+# Portable topic segments (no "."): RabbitMQ swaps "." and "/", NATS < 2.10 refuses "." in topics.
+_TOPIC_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BASE_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,3}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,9 +266,13 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
     top = _Table(raw, "")
     hub_id = top.get("hub_id", str)
     if hub_id is None:
-        raise ConfigError("hub_id", "missing; give the hub a name of 1-64 of [A-Za-z0-9_.-]")
+        raise ConfigError("hub_id", "missing; give the hub a name of 1-64 of [A-Za-z0-9_-]")
     if not _TOPIC_WORD.match(hub_id):
-        raise ConfigError("hub_id", f"{hub_id!r} is not allowed; use 1-64 of [A-Za-z0-9_.-]")
+        raise ConfigError(
+            "hub_id",
+            f"{hub_id!r} is not allowed; use 1-64 of [A-Za-z0-9_-] (no '.': not portable "
+            "across brokers)",
+        )
     state_dir = top.path_value("state_dir", base)
     if state_dir is None:
         raise ConfigError("state_dir", "missing; name a directory the daemon may write")
@@ -302,7 +307,7 @@ def _mqtt(t: _Table, base: Path) -> MqttConfig:
         raise ConfigError(
             t.key("base_topic"),
             f"{base_topic!r} is not a plain topic prefix "
-            "(1-4 levels of [A-Za-z0-9_.-], no wildcards)",
+            "(1-4 levels of [A-Za-z0-9_-], no wildcards, no '.')",
         )
     protocol = t.integer("protocol", 5, 4, 5)
     tls_table = t.table("tls")
