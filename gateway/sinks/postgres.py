@@ -1,0 +1,116 @@
+"""The fleet sink: PostgreSQL through asyncpg, shared by every member of a consumer group.
+
+A batch is one transaction of two set-based statements (``unnest`` of arrays, ``ON CONFLICT DO
+NOTHING``), so a record redelivered to another member is stored once and a batch costs two
+round trips whatever its size. Members that start together migrate under an advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Self
+
+import asyncpg
+
+from gateway.envelope.consumer import OpenedRecord
+from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
+from gateway.sinks.schema import POSTGRES_MIGRATIONS
+
+_MIGRATION_LOCK: Final = 0x636F6E73656E74  # any constant shared by every member
+_INSERT_RECORDS: Final = """
+    INSERT INTO consentgate_records (hub, kid, seq, epoch, device, category, ts, fields)
+    SELECT h, k, s, e, d, c, t, f::jsonb
+    FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bigint[], $5::text[], $6::text[],
+                $7::float8[], $8::text[]) AS u(h, k, s, e, d, c, t, f)
+    ON CONFLICT DO NOTHING"""
+_INSERT_ANNOUNCEMENTS: Final = """
+    INSERT INTO consentgate_announcements (kid, hub, epoch, payload)
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bytea[])
+    ON CONFLICT DO NOTHING"""
+
+
+class PostgresSink:
+    """Opened records in PostgreSQL; one connection per consumer process."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._db: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        """Connect and migrate the schema (once, whichever member gets the lock first)."""
+        try:
+            self._db = await asyncpg.connect(self._url, timeout=10)
+            async with self._db.transaction():
+                await self._db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await self._migrate(self._db)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.__aexit__()
+            raise SinkError(f"postgresql sink: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def store(
+        self, records: Sequence[OpenedRecord], announcements: Sequence[StoredAnnouncement]
+    ) -> int:
+        """Commit records and announcements in one transaction; return how many records were new."""
+        db = self._connection()
+        try:
+            async with db.transaction():
+                if announcements:
+                    await db.execute(
+                        _INSERT_ANNOUNCEMENTS,
+                        [a.kid for a in announcements],
+                        [a.hub_id for a in announcements],
+                        [a.epoch for a in announcements],
+                        [a.payload for a in announcements],
+                    )
+                if not records:
+                    return 0
+                status = await db.execute(
+                    _INSERT_RECORDS,
+                    [r.hub_id for r in records],
+                    [r.kid for r in records],
+                    [r.seq for r in records],
+                    [r.epoch for r in records],
+                    [r.device for r in records],
+                    [r.category for r in records],
+                    [r.ts for r in records],
+                    [fields_json(r) for r in records],
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+
+    async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
+        """Return the stored announcement of epoch ``kid``, or None."""
+        row = await self._connection().fetchrow(
+            "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = $1", kid
+        )
+        if row is None:
+            return None
+        return StoredAnnouncement(bytes(row[0]), str(row[1]), int(row[2]), bytes(row[3]))
+
+    async def count(self) -> int:
+        """Return how many records the sink holds."""
+        value = await self._connection().fetchval("SELECT count(*) FROM consentgate_records")
+        return int(value)
+
+    def _connection(self) -> asyncpg.Connection:
+        if self._db is None:
+            raise SinkError("the postgresql sink is not open")
+        return self._db
+
+    @staticmethod
+    async def _migrate(db: asyncpg.Connection) -> None:
+        await db.execute("CREATE TABLE IF NOT EXISTS consentgate_schema (version integer)")
+        version = await db.fetchval("SELECT version FROM consentgate_schema") or 0
+        for number, statements in enumerate(POSTGRES_MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                await db.execute(statement)
+            await db.execute("DELETE FROM consentgate_schema")
+            await db.execute("INSERT INTO consentgate_schema (version) VALUES ($1)", number)

@@ -1,0 +1,110 @@
+"""The embedded sink: one SQLite file (WAL), the default of a single consumer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import aiosqlite
+
+from gateway.envelope.consumer import OpenedRecord
+from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
+from gateway.sinks.schema import SQLITE_MIGRATIONS
+
+_INSERT_RECORD = (
+    "INSERT OR IGNORE INTO consentgate_records "
+    "(hub, kid, seq, epoch, device, category, ts, fields, received) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ANNOUNCEMENT = (
+    "INSERT OR IGNORE INTO consentgate_announcements (kid, hub, epoch, payload, received) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+
+
+class SqliteSink:
+    """Opened records in a SQLite file; several processes may share it (WAL, busy timeout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        """Open the file (creating it) and migrate its schema."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, timeout=30.0, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._migrate(self._db)
+        except (OSError, aiosqlite.Error) as exc:
+            await self.__aexit__()
+            raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the file."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def store(
+        self, records: Sequence[OpenedRecord], announcements: Sequence[StoredAnnouncement]
+    ) -> int:
+        """Commit records and announcements in one transaction; return how many records were new."""
+        db = self._connection()
+        now = time.time()
+        rows = [
+            (r.hub_id, r.kid, r.seq, r.epoch, r.device, r.category, r.ts, fields_json(r), now)
+            for r in records
+        ]
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            await db.executemany(
+                _INSERT_ANNOUNCEMENT,
+                [(a.kid, a.hub_id, a.epoch, a.payload, now) for a in announcements],
+            )
+            middle = db.total_changes
+            await db.executemany(_INSERT_RECORD, rows)
+            added = db.total_changes - middle
+            await db.execute("COMMIT")
+        except aiosqlite.Error as exc:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
+        return added
+
+    async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
+        """Return the stored announcement of epoch ``kid``, or None."""
+        async with self._connection().execute(
+            "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = ?", (kid,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else StoredAnnouncement(row[0], row[1], row[2], row[3])
+
+    async def count(self) -> int:
+        """Return how many records the sink holds."""
+        async with self._connection().execute("SELECT count(*) FROM consentgate_records") as cur:
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise SinkError("the sqlite sink is not open")
+        return self._db
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection) -> None:
+        await db.execute("BEGIN IMMEDIATE")
+        await db.execute("CREATE TABLE IF NOT EXISTS consentgate_schema (version INTEGER)")
+        async with db.execute("SELECT version FROM consentgate_schema") as cursor:
+            row = await cursor.fetchone()
+        version = 0 if row is None else int(row[0])
+        for number, statements in enumerate(SQLITE_MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                await db.execute(statement)
+            await db.execute("DELETE FROM consentgate_schema")
+            await db.execute("INSERT INTO consentgate_schema (version) VALUES (?)", (number,))
+        await db.execute("COMMIT")
