@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -27,8 +29,13 @@ from gateway.envelope.keys import (
     raw_public,
 )
 from gateway.envelope.session import ConsumeStats, Rejection
-from gateway.envelope.topics import WORD
+from gateway.envelope.topics import SEGMENT
 from gateway.errors import ConfigError, ConsentgateError
+from gateway.sinks.base import Sink, SinkError, open_sink
+
+PROTOCOLS = {"3.1.1": 4, "5": 5}
+DEFAULT_SESSION_EXPIRY_S = 7 * 86400  # a week away before the broker drops the session
+DEFAULT_SINK = "sqlite://consentgate-records.db"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inspect.set_defaults(func=cmd_inspect)
 
     consume = subparsers.add_parser(
-        "consume", help="verify and decrypt records from a broker, one JSON line per record"
+        "consume",
+        help="verify and decrypt records from a broker into a sink; one JSON line per record",
     )
     consume.add_argument("--host", default="127.0.0.1")
     consume.add_argument("--port", type=int, default=1883)
@@ -73,6 +81,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     consume.add_argument("--username")
     consume.add_argument("--password-file", type=Path)
     consume.add_argument("--group", help="share the data subscription ($share/GROUP/...)")
+    consume.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="5",
+        help="MQTT version (3.1.1 for brokers without MQTT 5: no shared subscriptions there)",
+    )
+    consume.add_argument(
+        "--sink",
+        default=DEFAULT_SINK,
+        help="where records are committed before they are acknowledged: sqlite://PATH "
+        "(default %(default)s), postgresql://USER@HOST:PORT/DB, or none (stdout only)",
+    )
+    consume.add_argument(
+        "--client-id",
+        help="stable MQTT client id of this consumer's durable session (default: "
+        "consentgate-consume-HOSTNAME[-GROUP]; give each member of a group on one host its own)",
+    )
+    consume.add_argument(
+        "--session-expiry",
+        type=int,
+        default=DEFAULT_SESSION_EXPIRY_S,
+        metavar="SECONDS",
+        help="how long the broker keeps the session while the consumer is away (MQTT 5)",
+    )
+    consume.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="random client id and a clean session: nothing is kept while away (a viewer)",
+    )
     consume.add_argument("--count", type=int, help="stop after this many records")
     consume.add_argument("--seconds", type=float, help="stop after this many seconds")
     consume.set_defaults(func=cmd_consume)
@@ -135,36 +172,62 @@ def cmd_consume(args: argparse.Namespace) -> int:
     # aiomqtt is imported only when consuming: the other commands start faster without it.
     from aiomqtt import MqttError  # noqa: PLC0415
 
-    from gateway.envelope.live import Broker, consume  # noqa: PLC0415
+    from gateway.envelope.live import BrokerRefusedError  # noqa: PLC0415
 
     try:
         consumer = Consumer(load_recipient_private(args.recipient_key), _trust(args.trust))
         password = None
         if args.password_file is not None:
             password = _read_password(args.password_file)
+        if args.group is not None and not SEGMENT.fullmatch(args.group):
+            raise ConfigError("--group", f"{args.group!r} is not 1-64 of [A-Za-z0-9_-]")
+        sink = None if args.sink == "none" else open_sink(args.sink)
     except ConsentgateError as exc:
         return _fail(exc, EXIT_USAGE)
-    broker = Broker(args.host, args.port, args.username, password)
     try:
-        stats = asyncio.run(
-            consume(
-                consumer,
-                broker,
-                args.base,
-                on_record=_print_record,
-                on_rejection=_print_rejection,
-                count=args.count,
-                seconds=args.seconds,
-                group=args.group,
-            )
-        )
+        stats = asyncio.run(_consume(args, consumer, password, sink))
+    except BrokerRefusedError as exc:
+        print(f"consume: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MqttError as exc:
         print(f"consume: broker {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED
+    except SinkError as exc:
+        print(f"consume: {exc} (nothing uncommitted was acknowledged)", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     _print_stats(stats)
     return EXIT_OK
+
+
+async def _consume(
+    args: argparse.Namespace, consumer: Consumer, password: str | None, sink: Sink | None
+) -> ConsumeStats:
+    from gateway.envelope.live import Broker, consume  # noqa: PLC0415
+
+    client_id = None
+    if not args.ephemeral:
+        suffix = "" if args.group is None else f"-{args.group}"
+        client_id = args.client_id or f"consentgate-consume-{socket.gethostname()}{suffix}"
+    broker = Broker(args.host, args.port, args.username, password)
+    async with contextlib.AsyncExitStack() as stack:
+        if sink is not None:
+            await stack.enter_async_context(sink)
+        return await consume(
+            consumer,
+            broker,
+            args.base,
+            on_record=_print_record,
+            on_rejection=_print_rejection,
+            count=args.count,
+            seconds=args.seconds,
+            group=args.group,
+            protocol=PROTOCOLS[args.protocol],
+            client_id=client_id,
+            session_expiry_s=args.session_expiry,
+            sink=sink,
+        )
 
 
 def record_json(record: OpenedRecord) -> str:
@@ -204,6 +267,7 @@ def _print_stats(stats: ConsumeStats) -> None:
         "dropped": stats.dropped,
         "announcements": stats.announcements,
         "requests": stats.requests,
+        "stored": stats.stored,
     }
     print(json.dumps(summary), file=sys.stderr)
 
@@ -214,7 +278,7 @@ def _trust(specs: list[str]) -> dict[str, Ed25519PublicKey]:
     trust: dict[str, Ed25519PublicKey] = {}
     for spec in specs:
         hub_id, sep, hex_key = spec.partition("=")
-        if not sep or not WORD.fullmatch(hub_id):
+        if not sep or not SEGMENT.fullmatch(hub_id):
             raise ConfigError("--trust", f"{spec!r} is not HUB_ID=PUBHEX")
         trust[hub_id] = parse_hub_public(hex_key, where=f"--trust {hub_id}")
     return trust

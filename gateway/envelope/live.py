@@ -1,11 +1,19 @@
-"""The consume loop over MQTT (aiomqtt, MQTT 5): subscribe, hand messages to a Session, report.
+"""The consume loop over MQTT (aiomqtt): subscribe, open in batches, store, then acknowledge.
 
 Subscribes ``<base>/+/epoch`` and ``<base>/+/data/#`` at QoS 1 (data through the shared
-subscription ``$share/<group>/...`` when a group is given, so consumers can split the load;
-announcements always reach every consumer). Resend requests for unknown epochs are published at
-QoS 1. The loop ends after ``count`` opened records or ``seconds`` seconds, whichever is first,
-or runs until cancelled when neither is given. This module is the only part of the consumer
-library that needs aiomqtt.
+subscription ``$share/<group>/...`` when a group is given, so consumers split the load;
+announcements always reach every consumer). Messages are taken in batches of what has arrived;
+a batch's records and announcements are committed to the sink in one transaction, and only then
+is each message acknowledged to the broker (paho's manual acks, MQTT 5 section 4.3.2 /
+MQTT 3.1.1 section 4.3.2: the broker redelivers what was never acknowledged). A record whose
+epoch is unknown is held and acknowledged once its announcement has come (from the sink, where
+any member of the group stored it, or from the hub after a resend request) and it is stored.
+
+With a ``client_id`` the session is durable: MQTT 5 ``clean_start`` false with a session expiry
+interval, MQTT 3.1.1 ``clean_session`` false, so the broker keeps records while the consumer
+is away. Without one the consumer is a viewer with a random id and a clean session. The loop
+ends after ``count`` opened records or ``seconds`` seconds, or runs until cancelled. This module
+is the only part of the consumer library that needs aiomqtt.
 """
 
 from __future__ import annotations
@@ -14,14 +22,26 @@ import asyncio
 import ssl
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
-from gateway.envelope.pending import PendingRecords, resend_payload
+from gateway.envelope.pending import PendingRecords, ResendRequest, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
+from gateway.envelope.topics import epoch_topic
+from gateway.errors import ConsentgateError
+from gateway.sinks.base import Sink, StoredAnnouncement
+
+DEFAULT_SESSION_EXPIRY_S = 7 * 86400
+DEFAULT_MAX_BATCH = 1000
+
+
+class BrokerRefusedError(ConsentgateError):
+    """The broker refused the connection (wrong MQTT version, credentials, or unreachable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,18 @@ def subscriptions(base: str, group: str | None = None) -> tuple[str, str]:
     return f"{base}/+/epoch", data if group is None else f"$share/{group}/{data}"
 
 
+@dataclass(slots=True)
+class _Batch:
+    """What one batch of messages produced, before it is committed and acknowledged."""
+
+    records: list[OpenedRecord] = field(default_factory=list)
+    announcements: list[StoredAnnouncement] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    requests: list[ResendRequest] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
+    held: list[bytes] = field(default_factory=list)
+
+
 async def consume(
     consumer: Consumer,
     broker: Broker,
@@ -54,23 +86,27 @@ async def consume(
     pending: PendingRecords | None = None,
     ready: asyncio.Event | None = None,
     protocol: int = 5,
+    client_id: str | None = None,
+    session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+    sink: Sink | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> ConsumeStats:
-    """Open records from the broker until ``count`` records or ``seconds`` pass; return counts.
+    """Open records until ``count`` records or ``seconds`` pass; store, ack, return counts.
 
-    ``ready`` is set once both subscriptions are granted. ``protocol`` 4 speaks MQTT 3.1.1 for
-    brokers without MQTT 5 (no shared subscriptions there). Raises aiomqtt.MqttError when the
-    broker cannot be reached or the connection is lost.
+    ``ready`` is set once both subscriptions are granted. ``protocol`` 4 speaks MQTT 3.1.1.
+    ``on_record`` sees each record after its batch is committed to ``sink`` (when given).
+    Raises BrokerRefusedError when the connection is refused, aiomqtt.MqttError when it is
+    lost, and SinkError when the sink fails (nothing of that batch was acknowledged).
     """
     session = Session(consumer, pending)
-    async with aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=broker.username,
-        password=broker.password,
-        protocol=aiomqtt.ProtocolVersion(protocol),
-        tls_context=broker.tls_context,
-        identifier=f"consentgate-consume-{uuid.uuid4().hex[:12]}",
-    ) as client:
+    client = _client(broker, protocol, client_id, session_expiry_s)
+    stored = 0
+    held_acks: dict[bytes, list[int]] = {}
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        raise BrokerRefusedError(_refusal(broker, protocol, exc)) from exc
+    try:
         for topic_filter in subscriptions(base, group):
             await client.subscribe(topic_filter, qos=1)
         if ready is not None:
@@ -78,25 +114,123 @@ async def consume(
         if count is not None and count <= 0:
             return session.stats()
         opened = 0
+        messages = client.messages
         try:
             async with asyncio.timeout(seconds) as deadline:
-                async for message in client.messages:
-                    outcome = _handle(session, message.topic.value, message.payload)
-                    opened += len(outcome.opened)
-                    for record in outcome.opened:
-                        on_record(record)
-                    if on_rejection is not None:
-                        for rejection in outcome.rejected:
-                            on_rejection(rejection)
-                    for request in outcome.requests:
-                        payload = resend_payload(request.kid, str(uuid.uuid4()))
-                        await client.publish(request.topic, payload, qos=1)
-                    if count is not None and opened >= count:
-                        break
+                while count is None or opened < count:
+                    batch = [await anext(messages)]
+                    while len(messages) and len(batch) < max_batch:
+                        batch.append(await anext(messages))
+                    work = await _open_batch(session, sink, base, batch, held_acks)
+                    stored += await _deliver(client, work, sink, on_record, on_rejection)
+                    opened += len(work.records)
         except TimeoutError:
             if not deadline.expired():
                 raise
-    return session.stats()
+    finally:
+        await client.__aexit__(None, None, None)
+    return replace(session.stats(), stored=stored)
+
+
+async def _deliver(
+    client: aiomqtt.Client,
+    work: _Batch,
+    sink: Sink | None,
+    on_record: Callable[[OpenedRecord], None],
+    on_rejection: Callable[[Rejection], None] | None,
+) -> int:
+    """Commit the batch, then acknowledge its messages, report it and send its requests."""
+    stored = 0 if sink is None else await sink.store(work.records, work.announcements)
+    for mid in work.acks:
+        client._client.ack(mid, 1)  # paho 2.x manual acknowledgement, after the commit
+    for record in work.records:
+        on_record(record)
+    if on_rejection is not None:
+        for rejection in work.rejections:
+            on_rejection(rejection)
+    for request in work.requests:
+        payload = resend_payload(request.kid, str(uuid.uuid4()))
+        await client.publish(request.topic, payload, qos=1)
+    return stored
+
+
+def _client(
+    broker: Broker, protocol: int, client_id: str | None, session_expiry_s: int
+) -> aiomqtt.Client:
+    durable = client_id is not None
+    identifier = client_id or f"consentgate-consume-{uuid.uuid4().hex[:12]}"
+    properties = None
+    if protocol == 5 and durable:
+        # MQTT 5 section 3.1.2.11.2: the broker keeps the session this long after a disconnect.
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = session_expiry_s
+    client = aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        protocol=aiomqtt.ProtocolVersion(protocol),
+        tls_context=broker.tls_context,
+        identifier=identifier,
+        clean_session=None if protocol == 5 else not durable,
+        clean_start=not durable,
+        properties=properties,
+        max_queued_incoming_messages=0,
+    )
+    # aiomqtt has no manual acknowledgement of its own: paho's is switched on before connecting,
+    # so even the messages a durable session replays at once are acknowledged only once stored.
+    client._client.manual_ack_set(True)
+    return client
+
+
+async def _open_batch(
+    session: Session,
+    sink: Sink | None,
+    base: str,
+    batch: list[aiomqtt.Message],
+    held_acks: dict[bytes, list[int]],
+) -> _Batch:
+    work = _Batch()
+    for message in batch:
+        outcome = _handle(session, message.topic.value, message.payload)
+        _collect(work, outcome, message.payload, held_acks)
+        if outcome.held is not None:
+            if message.qos > 0:
+                held_acks.setdefault(outcome.held, []).append(message.mid)
+            work.held.append(outcome.held)
+        elif message.qos > 0:
+            work.acks.append(message.mid)
+    if sink is not None:
+        # A record of an epoch another member (or an earlier run) stored: open it from the sink.
+        for kid in dict.fromkeys(work.held):
+            stored = await sink.announcement(kid)
+            if stored is None or kid not in held_acks:
+                continue
+            topic = epoch_topic(f"{base}/{stored.hub_id}")
+            _collect(work, session.handle(topic, stored.payload), b"", held_acks)
+            work.requests = [r for r in work.requests if r.kid != kid]
+    return work
+
+
+def _collect(
+    work: _Batch, outcome: Outcome, payload: object, held_acks: dict[bytes, list[int]]
+) -> None:
+    work.records.extend(outcome.opened)
+    work.rejections.extend(outcome.rejected)
+    work.requests.extend(outcome.requests)
+    info = outcome.announced
+    if info is not None:
+        if isinstance(payload, bytes) and payload:
+            work.announcements.append(
+                StoredAnnouncement(info.kid, info.hub_id, info.epoch, payload)
+            )
+        work.acks.extend(held_acks.pop(info.kid, ()))
+
+
+def _refusal(broker: Broker, protocol: int, exc: aiomqtt.MqttError) -> str:
+    version = "5" if protocol == 5 else "3.1.1"
+    hint = " (a broker that speaks only MQTT 3.1.1 needs --protocol 3.1.1)" if protocol == 5 else ""
+    return f"broker {broker.host}:{broker.port} refused MQTT {version}: {exc}{hint}"
 
 
 def _handle(session: Session, topic: str, payload: object) -> Outcome:

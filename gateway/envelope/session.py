@@ -4,14 +4,16 @@ Messages on ``<base>/<hub>/epoch`` are announcements: accepted, then the records
 epoch are opened. Anything else is a record: opened, or held (with a resend request) when its
 epoch is unknown. Duplicates (``ReplayError``) are counted, not reported; other refusals are
 returned with the topic they came on. An empty payload on an epoch topic is the deletion of a
-retained message, not an announcement, and is ignored.
+retained message, not an announcement, and is ignored. An outcome names the epoch a held record
+waits for and the epoch an announcement installed, so the consume loop can acknowledge each
+message to the broker only once what it carried is stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.envelope.consumer import Consumer, OpenedRecord
+from gateway.envelope.consumer import Consumer, EpochInfo, OpenedRecord
 from gateway.envelope.errors import ReplayError, UnknownEpochError
 from gateway.envelope.pending import PendingRecords, ResendRequest
 from gateway.errors import EnvelopeError
@@ -33,6 +35,8 @@ class Outcome:
     rejected: tuple[Rejection, ...] = ()
     requests: tuple[ResendRequest, ...] = ()
     duplicates: int = 0
+    held: bytes | None = None  # the key id of the epoch the message's record waits for
+    announced: EpochInfo | None = None  # the epoch the message's announcement installed
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class ConsumeStats:
     dropped: int
     announcements: int
     requests: int
+    stored: int = 0  # records new to the sink (not redelivered to another member before)
 
 
 class Session:
@@ -64,8 +69,12 @@ class Session:
         opened: list[OpenedRecord] = []
         rejected: list[Rejection] = []
         requests: list[ResendRequest] = []
-        duplicates = self._open(topic, payload, opened, rejected, requests)
-        return self._count(Outcome(tuple(opened), tuple(rejected), tuple(requests), duplicates))
+        held: list[bytes] = []
+        duplicates = self._open(topic, payload, opened, rejected, requests=requests, held=held)
+        outcome = Outcome(tuple(opened), tuple(rejected), tuple(requests), duplicates)
+        if held:
+            outcome = Outcome(outcome.opened, outcome.rejected, outcome.requests, 0, held[0])
+        return self._count(outcome)
 
     def stats(self) -> ConsumeStats:
         """Return the counts so far."""
@@ -91,8 +100,8 @@ class Session:
         rejected: list[Rejection] = []
         duplicates = 0
         for held in self.pending.release(info.kid):
-            duplicates += self._open(held.topic, held.payload, opened, rejected, [])
-        return self._count(Outcome(tuple(opened), tuple(rejected), (), duplicates))
+            duplicates += self._open(held.topic, held.payload, opened, rejected)
+        return self._count(Outcome(tuple(opened), tuple(rejected), (), duplicates, announced=info))
 
     def _open(
         self,
@@ -100,7 +109,9 @@ class Session:
         payload: bytes,
         opened: list[OpenedRecord],
         rejected: list[Rejection],
-        requests: list[ResendRequest],
+        *,
+        requests: list[ResendRequest] | None = None,
+        held: list[bytes] | None = None,
     ) -> int:
         """Open one record into the lists given; return 1 if it was a duplicate, else 0."""
         try:
@@ -109,7 +120,9 @@ class Session:
             return 1
         except UnknownEpochError as exc:
             request = self.pending.hold(topic, payload, exc)
-            if request is not None:
+            if exc.kid is not None and held is not None:
+                held.append(exc.kid)
+            if request is not None and requests is not None:
                 requests.append(request)
         except EnvelopeError as exc:
             rejected.append(Rejection(topic, exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import sys
 import time
 import uuid
@@ -164,6 +165,10 @@ async def test_consume_cli_prints_each_record_once(broker: Mosquitto, tmp_path: 
         "3",
         "--seconds",
         "20",
+        "--sink",
+        f"sqlite://{tmp_path / 'records.db'}",
+        "--client-id",
+        f"cli-{world.base}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -190,3 +195,7 @@ async def test_consume_cli_prints_each_record_once(broker: Mosquitto, tmp_path: 
     summary = json.loads(stderr.decode().strip().splitlines()[-1])
     assert summary["event"] == "consume_done"
     assert summary["opened"] == 3
+    assert summary["stored"] == 3
+    with sqlite3.connect(tmp_path / "records.db") as db:
+        rows = db.execute("SELECT hub, seq, category, fields FROM consentgate_records").fetchall()
+    assert sorted(rows) == [(HUB_ID, i, records[i].category, f'{{"i":{i}}}') for i in range(3)]
