@@ -14,8 +14,9 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
-from drivers import ble, shelly, simulator
+from drivers import ble, homekit, shelly, simulator, wled
 from drivers.base import Driver, DriverSpec, HttpRpcDriver, Match, check_driver
+from drivers.lan import inventory
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ SIMULATOR: Final = DriverSpec(name=simulator.DRIVER, match=Match(), fields=simul
 BUILTIN_DRIVERS: Final[tuple[Driver, ...]] = (
     SIMULATOR,
     shelly.DRIVER,
+    wled.DRIVER,
+    homekit.DRIVER,
+    *inventory.DRIVERS,
     *ble.DRIVERS,
 )
 
@@ -107,12 +111,23 @@ def mdns_drivers(drivers: Mapping[str, Driver] | None = None) -> dict[str, HttpR
     return by_type
 
 
+def announced_drivers(drivers: Mapping[str, Driver] | None = None) -> dict[str, Driver]:
+    """Return lowercase mDNS service type -> driver, for every driver found over DNS-SD."""
+    by_type: dict[str, Driver] = {}
+    for driver in (registry() if drivers is None else drivers).values():
+        if isinstance(driver, HttpRpcDriver) or callable(getattr(driver, "parse_listing", None)):
+            for service_type in driver.match.mdns_types:
+                by_type.setdefault(service_type.lower(), driver)
+    return by_type
+
+
 __all__ = [
     "BUILTIN_DRIVERS",
     "ENTRY_POINT_GROUP",
     "SIMULATOR",
     "SIMULATOR_FIELDS",
     "Driver",
+    "announced_drivers",
     "field_category",
     "get_driver",
     "load_drivers",
