@@ -31,7 +31,7 @@ from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
 from gateway.errors import ConfigError
-from gateway.mqtt.link import MqttLink, Request, response_properties
+from gateway.mqtt.link import MqttLink, Request
 from gateway.mqtt.topics import Topics
 from gateway.outbox.publisher import Publisher
 from gateway.outbox.purger import Purger
@@ -197,23 +197,17 @@ def _wire(hub: Hub) -> None:
     register_hub_commands(hub.router, hub)
     register_consent_commands(hub.router, hub, hub.known_device)
 
-    async def on_request(request: Request) -> None:
-        response = await hub.router.dispatch(request.command, request.payload)
-        connection = hub.link.connection
-        if connection is None:
-            return
-        topic = request.response_topic or hub.topics.response(request.command)
-        # The reader takes the next request at once; the answer's PUBACK comes when it comes.
-        try:
-            connection.send(
-                topic, response.encode(), properties=response_properties(request.correlation)
-            )
-        except ValueError:  # a response topic no one may publish to (a wildcard, too long)
-            logger.warning(
-                "request with an invalid response topic", extra={"command": request.command}
-            )
+    from gateway.commands.intake import Intake  # noqa: PLC0415 - beside the other commands
+
+    intake = Intake(hub.router, hub.topics, hub.counters, hub.link.answer)
+
+    def on_request(request: Request) -> None:
+        # queued in its lane (privacy-critical commands never wait behind others), run and
+        # answered by the intake's workers; see gateway/commands/intake.py
+        intake.offer(request)
 
     hub.link.on_request(on_request)
+    hub.loops["requests"] = intake.run
 
     async def on_connect(connection: Any) -> None:
         await connection.publish(hub.topics.consent, _json(hub.policy.snapshot()), retain=True)

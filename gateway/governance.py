@@ -1,6 +1,6 @@
 """Wires accountability into a built hub: audit checkpoints and commands, the rights
 commands, retention sweeps, optional signed commands, and audit entries for pairing,
-renaming and every refused command.
+renaming and refused commands (in aggregate: gateway.commands.refusals).
 
 Called once from ``daemon.build_hub`` after the device registry exists; it only registers
 commands, router middleware, hooks and loops (nothing runs until the daemon starts them).
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.commands import register_audit_commands
-from gateway.commands.router import Handler, Middleware, RefusalListener
+from gateway.commands.refusals import RefusalAudit
+from gateway.commands.router import Handler, Middleware
 from gateway.devices import model as kinds
 from gateway.envelope.keys import hub_signing_key
-from gateway.errors import CommandError
 from gateway.retention import RetentionSweeper
 from gateway.rights.commands import register_rights_commands
 from gateway.secure.signing import CommandSigning
@@ -41,7 +41,9 @@ def install_governance(hub: Hub) -> None:
     if config.commands.signing_keys:
         hub.router.use(CommandSigning(hub.db, config.commands.signing_keys, config.topic_root))
     hub.router.use(_audit_renames(hub))
-    hub.router.on_refused(_audit_refusal(hub))
+    refusals = RefusalAudit(hub.audit, hub.counters, _client_pseudonym(hub))
+    hub.router.on_refused(refusals.on_refused)
+    hub.loops["audit-refusals"] = refusals.run
     checkpointer = Checkpointer(
         hub.audit,
         key,
@@ -85,16 +87,10 @@ def _audit_renames(hub: Hub) -> Middleware:
     return middleware
 
 
-def _audit_refusal(hub: Hub) -> RefusalListener:
-    async def listener(command: str, error: CommandError) -> None:
-        """Append a ``command.rejected`` entry with the command and its error code."""
-        details: dict[str, Any] = {
-            # the command name comes from the topic: only known names are recorded verbatim
-            "command": command if command in hub.router.commands else "<unknown>",
-            "code": error.code,
-        }
-        if error.code == "unauthorized":
-            details["reason"] = error.message
-        await hub.audit.append("command.rejected", **details)
+def _client_pseudonym(hub: Hub) -> Callable[[str], str]:
+    def pseudonym(client: str) -> str:
+        """Return the keyed-hash pseudonym of a requester's response topic."""
+        raw = client.encode("utf-8", "surrogatepass")
+        return hub.pseudonyms.keyed_hash(b"client:" + raw).hex()
 
-    return listener
+    return pseudonym

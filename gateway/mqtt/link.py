@@ -3,6 +3,15 @@
 A fresh ``aiomqtt.Client`` is made for every connection, so nothing paho queued for a dead
 connection is ever sent on the next one: the outbox decides what is re-sent. The last will
 marks the hub ``offline`` (retained); every connection starts by publishing ``online``.
+
+Requests are taken from paho's message callback as they are read (``on_request``, a cheap
+synchronous hand-off to the request intake, which bounds and schedules them), never through
+aiomqtt's incoming queue, which is unbounded by default: it is bounded here too
+(``INCOMING_MAX``), as a backstop that nothing fills.
+
+Reconnecting follows the link's ``Backoff``; the sequence starts afresh only after a
+connection that lasted ``HEALTHY_AFTER_S``, so a broker that drops the hub right after CONNACK
+sees at most one attempt per capped delay.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 PUBLISH_TIMEOUT_S: Final = 10.0
 CLOSE_TIMEOUT_S: Final = 2.0
+INCOMING_MAX: Final = 64
+HEALTHY_AFTER_S: Final = 30.0
+LINK_BACKOFF: Final = Backoff(initial=0.2, cap=10.0, reset_after_s=HEALTHY_AFTER_S)
 
 ConnectHook = Callable[["Connection"], Awaitable[None]]
 DisconnectHook = Callable[[], None]
@@ -49,7 +61,7 @@ class Request:
     correlation: bytes | None
 
 
-RequestHandler = Callable[[Request], Awaitable[None]]
+RequestHandler = Callable[[Request], None]
 
 
 class Connection:
@@ -147,7 +159,7 @@ class MqttLink:
         self._config = config
         self._topics = topics
         self._client_id = client_id
-        self._backoff = backoff or Backoff(initial=0.2, cap=10.0)
+        self._backoff = backoff or LINK_BACKOFF
         self._connect_hooks: list[ConnectHook] = []
         self._disconnect_hooks: list[DisconnectHook] = []
         self._on_request: RequestHandler | None = None
@@ -155,6 +167,7 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connects = 0
         self._drop = asyncio.Event()
+        self._connected_at: float | None = None
         self._password = _read_password(config)
         self._tls = _tls_params(config)
 
@@ -167,7 +180,8 @@ class MqttLink:
         self._disconnect_hooks.append(hook)
 
     def on_request(self, handler: RequestHandler) -> None:
-        """Send every control request to ``handler`` (one at a time, in arrival order)."""
+        """Call ``handler(request)`` for every control request, in arrival order, from paho's
+        network callback: it must return at once (queue the request, do not run it)."""
         self._on_request = handler
 
     def drop(self) -> None:
@@ -191,6 +205,7 @@ class MqttLink:
             keepalive=self._config.keepalive_s,
             will=aiomqtt.Will(self._topics.status, OFFLINE, qos=1, retain=True),
             max_inflight_messages=0,  # unlimited: the publisher bounds its own window (trap 3)
+            max_queued_incoming_messages=INCOMING_MAX,  # unused (see _on_message): bounded anyway
             timeout=10.0,
             # Control answers are small and must not wait for the broker's delayed ACK of the
             # previous segment (Nagle); bulk records fill segments either way.
@@ -205,8 +220,9 @@ class MqttLink:
     async def run(self) -> None:
         """Connect and serve forever, reconnecting with jittered capped backoff."""
         delays = self._backoff.delays()
+        loop = asyncio.get_running_loop()
         while True:
-            connects = self.connects
+            self._connected_at = None
             try:
                 await self._serve(self._client())
             except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
@@ -216,18 +232,24 @@ class MqttLink:
                 logger.warning(_advice(exc), extra={"reason": _reason(exc)})
             finally:
                 self._lost()
-            if self.connects != connects:  # it was connected: a new outage starts afresh
-                delays = self._backoff.delays()
+            if self._was_healthy(loop.time()):
+                delays = self._backoff.delays()  # it was healthy: a new outage starts afresh
             await asyncio.sleep(next(delays))
+
+    def _was_healthy(self, now: float) -> bool:
+        up = self._connected_at
+        return up is not None and self._backoff.resets(now - up)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.__aenter__()
         try:
             connection = Connection(client, self._config.protocol)
+            client._client.on_message = self._on_message  # before any request can arrive
             await connection.subscribe(self._topics.requests)
             await connection.publish(self._topics.status, ONLINE, retain=True)
             self.connection = connection
             self.connects += 1
+            self._connected_at = asyncio.get_running_loop().time()
             for hook in self._connect_hooks:
                 await hook(connection)
             reraise_if_cancelling()
@@ -249,16 +271,34 @@ class MqttLink:
             await _close(client)
 
     async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            command = self._topics.command_of(str(message.topic))
-            if command is None or self._on_request is None:
-                continue
-            props = message.properties
-            response_topic = getattr(props, "ResponseTopic", None) if props else None
-            correlation = getattr(props, "CorrelationData", None) if props else None
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            await self._on_request(Request(command, payload, response_topic, correlation))
+        # Requests never reach aiomqtt's queue (_on_message takes them); iterating it is how
+        # the end of the connection shows up (MqttError).
+        async for _ in client.messages:
             reraise_if_cancelling()
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker checks topics are UTF-8; paho may not
+            return
+        command = self._topics.command_of(topic)
+        if command is None or self._on_request is None:
+            return
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        self._on_request(Request(command, bytes(message.payload), response_topic, correlation))
+
+    def answer(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """Queue a response on the live connection (dropped if there is none), echoing the
+        MQTT 5 correlation data."""
+        connection = self.connection
+        if connection is None:
+            return
+        try:
+            connection.send(topic, payload, properties=response_properties(correlation))
+        except ValueError:  # a topic paho will not publish to (the intake checks it first)
+            logger.warning("response topic refused by the MQTT client")
 
     def _lost(self) -> None:
         if self.connection is not None:

@@ -1,0 +1,132 @@
+"""Refused requests, counted and audited in aggregate so no client can grow the audit log.
+
+Every refusal is counted on ``health`` (``commands.refused.<code>``, and
+``commands.unknown`` for a command name the hub does not have: the name itself is never
+logged nor audited). The audit log gets one ``command.rejected`` entry per client and
+reason per minute: the first refusal of a quiet (client, reason) pair is audited at once, so
+a single mistake is visible immediately; the ones that follow within the minute are counted
+and audited as one entry (``repeated``) when the minute ends, and a pair that stays busy gets
+one entry per minute from then on. A client is its MQTT 5 response topic (the only name a
+requester has on a broker), audited as a keyed-hash pseudonym; past ``max_pairs`` distinct
+pairs in one minute, further clients share the pair ``client: "<many>"``, so the entries per
+minute are bounded whatever a client varies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from gateway.commands.router import Refusal
+from gateway.counters import Counters
+from gateway.errors import StorageError
+
+WINDOW_S: Final = 60.0
+MAX_PAIRS: Final = 32
+MANY: Final = "<many>"
+
+Pair = tuple[str | None, str, str | None]
+"""(client pseudonym, error code, reason): one aggregation key."""
+
+
+class AuditSink(Protocol):
+    """The one audit-log call the aggregator needs."""
+
+    def append(self, event: str, **details: Any) -> Awaitable[int]:
+        """Append one entry."""
+        ...
+
+
+@dataclass(slots=True)
+class _Window:
+    opened: float
+    repeated: int = 0
+
+
+class RefusalAudit:
+    """Counts every refused request and audits them per (client, reason) per minute."""
+
+    def __init__(
+        self,
+        audit: AuditSink,
+        counters: Counters,
+        pseudonym: Callable[[str], str],
+        *,
+        window_s: float = WINDOW_S,
+        max_pairs: int = MAX_PAIRS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._audit = audit
+        self._counters = counters
+        self._pseudonym = pseudonym
+        self._window_s = window_s
+        self._max_pairs = max_pairs
+        self._clock = clock
+        self._open: dict[Pair, _Window] = {}
+
+    async def on_refused(self, refusal: Refusal) -> None:
+        """Count ``refusal``; audit it now if its pair is quiet, else at the minute's end."""
+        code = refusal.error.code
+        self._counters.inc(f"commands.refused.{code}")
+        if refusal.command is None:
+            self._counters.inc("commands.unknown")
+        client = self._pseudonym(refusal.client) if refusal.client else None
+        reason = refusal.error.message[:200] if code == "unauthorized" else None
+        pair: Pair = (client, code, reason)
+        if pair not in self._open and len(self._open) >= self._max_pairs:
+            pair = (MANY, code, None)
+        window = self._open.get(pair)
+        if window is not None:
+            window.repeated += 1
+            return
+        self._open[pair] = _Window(self._clock())
+        details: dict[str, Any] = {"command": refusal.command or "<unknown>", "code": code}
+        if client is not None:
+            details["client"] = client
+        if reason is not None:
+            details["reason"] = reason
+        await self._append(details)
+
+    async def flush(self, *, everything: bool = False) -> int:
+        """Audit the pairs whose minute ended (or all with ``everything``); return entries."""
+        now = self._clock()
+        written = 0
+        for pair, window in list(self._open.items()):
+            if not everything and now - window.opened < self._window_s:
+                continue
+            if window.repeated == 0:  # quiet for a whole minute: the next one is audited at once
+                del self._open[pair]
+                continue
+            client, code, reason = pair
+            details: dict[str, Any] = {"code": code, "repeated": window.repeated}
+            details["window_s"] = round(now - window.opened, 1)
+            if client is not None:
+                details["client"] = client
+            if reason is not None:
+                details["reason"] = reason
+            # the pair stays open: a client that keeps failing gets one entry per minute
+            self._open[pair] = _Window(now)
+            if everything:
+                del self._open[pair]
+            await self._append(details)
+            written += 1
+        return written
+
+    async def _append(self, details: dict[str, Any]) -> None:
+        try:
+            await self._audit.append("command.rejected", **details)
+        except StorageError:  # storage is down: counted, the refusal is answered all the same
+            self._counters.inc("commands.refusals_unaudited")
+
+    async def run(self, period_s: float = 1.0) -> None:
+        """Flush ended minutes every ``period_s``; on cancellation, flush what is counted."""
+        try:
+            while True:
+                await asyncio.sleep(period_s)
+                await self.flush()
+        except asyncio.CancelledError:
+            await asyncio.shield(self.flush(everything=True))
+            raise
