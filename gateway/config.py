@@ -122,6 +122,23 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery of the hub's controls (off unless enabled)."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+    permit_join_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Health counters written for node_exporter's textfile collector (no file: off)."""
+
+    textfile: Path | None = None
+    interval_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class MdnsConfig:
     """Wi-Fi discovery over mDNS/DNS-SD; empty ``interfaces`` means every interface."""
 
@@ -170,6 +187,8 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log_level: str = "INFO"
 
     @property
@@ -288,6 +307,8 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
         discovery=_discovery(top.table("discovery")),
         audit=_audit(top.table("audit")),
         commands=_commands(top.table("commands"), base),
+        homeassistant=_homeassistant(top.table("homeassistant")),
+        metrics=_metrics(top.table("metrics"), base),
         log_level=_log_level(top),
     )
     top.done()
@@ -414,6 +435,33 @@ def _audit(t: _Table) -> AuditConfig:
         checkpoint_every=t.integer("checkpoint_every", 100, 1, 1_000_000),
         checkpoint_interval_s=t.number("checkpoint_interval_s", 300.0, 0.05, 86400.0),
     )
+    t.done()
+    return config
+
+
+def _homeassistant(t: _Table) -> HomeAssistantConfig:
+    prefix = t.get("discovery_prefix", str, "homeassistant")
+    if not _BASE_TOPIC.match(prefix):
+        raise ConfigError(
+            t.key("discovery_prefix"), f"{prefix!r} is not a plain topic prefix (no wildcards)"
+        )
+    config = HomeAssistantConfig(
+        enabled=t.get("enabled", bool, False),
+        discovery_prefix=prefix,
+        permit_join_s=t.integer("permit_join_s", 60, 1, 3600),
+    )
+    t.done()
+    return config
+
+
+def _metrics(t: _Table, base: Path) -> MetricsConfig:
+    textfile = t.path_value("textfile", base)
+    if textfile is not None and textfile.suffix != ".prom":
+        raise ConfigError(
+            t.key("textfile"),
+            f"{str(textfile)!r} must end in .prom (node_exporter reads only those)",
+        )
+    config = MetricsConfig(textfile=textfile, interval_s=t.number("interval_s", 15.0, 0.05, 3600.0))
     t.done()
     return config
 

@@ -224,6 +224,7 @@ def _wire(hub: Hub) -> None:
     hub.loops["pipeline"] = hub.pipeline.run
     hub.loops["epoch-timer"] = hub.pipeline.tick_forever
     hub.loops["health"] = functools.partial(_health_loop, hub)
+    _wire_operator(hub)
     if hub.config.simulator.devices:
         from drivers.simulator import Simulator  # noqa: PLC0415 - only when configured
 
@@ -233,6 +234,21 @@ def _wire(hub: Hub) -> None:
         hub.simulated.update(devices)
         simulator = Simulator(devices, hub.config.simulator.rate_hz, hub.pipeline.submit)
         hub.loops["simulator"] = simulator.run
+
+
+def _wire_operator(hub: Hub) -> None:
+    """Add the opt-in operator features: metrics textfile, Home Assistant, disclosure."""
+    from gateway.disclosure.command import register_disclosure  # noqa: PLC0415
+
+    register_disclosure(hub.router, hub)
+    if hub.config.metrics.textfile is not None:
+        from gateway.metrics.textfile import MetricsWriter  # noqa: PLC0415 - only when configured
+
+        hub.loops["metrics"] = MetricsWriter(hub.config.metrics, hub.config.hub_id, hub.health).run
+    if hub.config.homeassistant.enabled:
+        from gateway.homeassistant.bridge import announcer  # noqa: PLC0415 - only when configured
+
+        hub.link.on_connect(announcer(hub.config, hub.topics))
 
 
 def _json(value: Any) -> bytes:

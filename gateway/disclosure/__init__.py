@@ -1,0 +1,1 @@
+"""What the hub collects and forwards right now, in words generated from its live state."""
