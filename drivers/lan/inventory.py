@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from drivers.base import Match
+from drivers.base import Driver, Match
 from drivers.homekit import txt as homekit_txt
 from drivers.lan import families
 from drivers.lan.listing import Listing, Txt, decode_txt
 from drivers.shelly import txt as shelly_txt
 from drivers.wled import txt as wled_txt
 from gateway.consent.catalogue import DEVICE_BASIC, DEVICE_NETWORK
+from gateway.devices.model import OFFLINE, ONLINE, PAIRED, DeviceView
 from gateway.errors import DeviceError
+from gateway.model import Value
 
 Properties = Mapping[bytes, bytes | None]
 Parser = Callable[[str, Txt], Listing]
@@ -83,6 +85,42 @@ def parse_listing(service_type: str, instance: str, properties: Properties) -> L
     if kind is None:
         raise DeviceError("unsupported", "not a service type of the LAN inventory")
     return kind.parse(instance, decode_txt(properties))
+
+
+def listing_of(driver: Driver, service_type: str, instance: str, props: Properties) -> Listing:
+    """Parse an announcement with ``driver``: its own ``parse_listing`` when it has one, else
+    its ``parse_announcement`` (HTTP RPC drivers such as Shelly); raise DeviceError.
+    """
+    parse = getattr(driver, "parse_listing", None)
+    if callable(parse):
+        found = parse(service_type, instance, props)
+        assert isinstance(found, Listing)
+        return found
+    announced = driver.parse_announcement(instance, props)  # type: ignore[attr-defined]
+    return Listing(
+        family=driver.name,
+        stable_id=announced.stable_id,
+        model=announced.model,
+        firmware=announced.firmware or None,
+    )
+
+
+def basic_fields(kind: str, view: DeviceView) -> dict[str, Value]:
+    """Return the BASIC_FIELDS reading of a paired inventory device for a registry event of
+    ``kind``: everything at pairing, the online status when it changes, nothing otherwise.
+    """
+    if kind == PAIRED:
+        fields: dict[str, Value] = {
+            "online": view.online,
+            "model": view.model,
+            "firmware": view.firmware,
+            "name": view.name,
+            "mac": view.mac,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+    if kind in (ONLINE, OFFLINE):
+        return {"online": kind == ONLINE}
+    return {}
 
 
 @dataclass(frozen=True, slots=True)

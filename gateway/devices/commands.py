@@ -1,5 +1,9 @@
 """Control commands of the device registry (DESIGN.md s4): permit_join, pair, unpair, devices,
 device, rename. Every malformed request is refused with ``invalid_request`` and changes nothing.
+
+``pair`` takes a HomeKit accessory's setup code (``"setup_code": "XXX-XX-XXX"``): the user's
+explicit consent to pair it, held in memory for that pairing only, never stored or logged.
+Candidates carry the non-identifying ``details`` their announcement published.
 """
 
 from __future__ import annotations
@@ -7,20 +11,74 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from gateway.commands.router import Router, reject_unknown, require
-from gateway.devices.model import TRANSPORTS
+from gateway.devices.model import TRANSPORTS, DeviceView
 from gateway.devices.registry import MAX_JOIN_S, DeviceRegistry
 from gateway.errors import CommandError, DeviceError
 
 _DEVICE_ID: Final = re.compile(r"^[0-9a-f]{16}$")
+_SETUP_CODE: Final = re.compile(r"^([0-9]{3})-?([0-9]{2})-?([0-9]{3})$")  # HAP R2 s4.2.1.2
 MAX_NAME_CHARS: Final = 64
+SETUP_CODE_DRIVERS: Final = frozenset({"homekit"})
+Release = Callable[[str], Awaitable[bool | None]]
 
 
-def register_commands(router: Router, registry: DeviceRegistry) -> None:
-    """Add the device commands, bound to ``registry``, to ``router``."""
+class DeviceExtras:
+    """What the commands and the transports share beyond the registry: setup codes offered
+    with ``pair`` (until that pairing ends), candidates' published details, and the hooks
+    that release a device on its side before ``unpair`` (HomeKit remove-pairing).
+    """
+
+    def __init__(self) -> None:
+        self._codes: dict[str, str] = {}
+        self._details: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._release: dict[str, Release] = {}
+
+    def offer_code(self, device: str, code: str) -> None:
+        """Hold ``code`` for the pairing of ``device`` now starting."""
+        self._codes[device] = code
+
+    def setup_code(self, device: str) -> str | None:
+        """Return the setup code offered for ``device``, if any."""
+        return self._codes.get(device)
+
+    def drop_code(self, device: str) -> None:
+        """Forget the setup code of ``device`` (its pairing ended)."""
+        self._codes.pop(device, None)
+
+    def set_details(self, device: str, details: tuple[tuple[str, str], ...]) -> None:
+        """Remember what ``device``'s announcement published (non-identifying)."""
+        self._details[device] = details
+
+    def details(self, device: str) -> dict[str, str]:
+        """Return the published details of ``device`` (empty if none)."""
+        return dict(self._details.get(device, ()))
+
+    def on_release(self, driver: str, release: Release) -> None:
+        """Call ``release(device)`` for devices of ``driver`` before they are unpaired."""
+        self._release[driver] = release
+
+    async def release(self, driver: str, device: str) -> bool | None:
+        """Release ``device`` on its side; None when its driver has nothing to release."""
+        hook = self._release.get(driver)
+        return None if hook is None else await hook(device)
+
+
+def register_commands(
+    router: Router, registry: DeviceRegistry, extras: DeviceExtras | None = None
+) -> None:
+    """Add the device commands, bound to ``registry`` (and ``extras``), to ``router``."""
+    shared = DeviceExtras() if extras is None else extras
+
+    def entry(view: Any) -> dict[str, object]:
+        found = registry.to_json(view)
+        details = shared.details(view.id)
+        if details:
+            found["details"] = details
+        return found
 
     async def permit_join(params: Mapping[str, Any]) -> dict[str, object]:
         reject_unknown(params, frozenset({"duration", "transport"}))
@@ -34,26 +92,27 @@ def register_commands(router: Router, registry: DeviceRegistry) -> None:
         return {"duration": duration, "transport": transport, "until": until}
 
     async def pair(params: Mapping[str, Any]) -> dict[str, object]:
-        reject_unknown(params, frozenset({"device"}))
-        try:
-            view = await registry.pair(device_param(params))
-        except DeviceError as exc:
-            raise CommandError(
-                "busy",
-                f"the device did not answer pairing ({exc.reason}); "
-                "check it is powered and reachable, then try again",
-            ) from exc
-        return registry.to_json(view)
+        return entry(await _pair(registry, shared, params))
 
     async def unpair(params: Mapping[str, Any]) -> dict[str, object]:
         reject_unknown(params, frozenset({"device"}))
         device = device_param(params)
+        found = registry.get(device)
+        answer: dict[str, object] = {"device": device, "erased": True}
+        if found is not None and found.paired:
+            released = await shared.release(found.driver, device)
+            if released is not None:
+                answer["released"] = released  # the device itself dropped the pairing
         await registry.unpair(device)
-        return {"device": device, "erased": True}
+        return answer
 
     async def devices(params: Mapping[str, Any]) -> dict[str, list[dict[str, object]]]:
         reject_unknown(params, frozenset())
-        return registry.devices()
+        views = registry.views()
+        return {
+            "paired": [entry(v) for v in views if v.paired],
+            "candidates": [entry(v) for v in views if not v.paired],
+        }
 
     async def device(params: Mapping[str, Any]) -> dict[str, object]:
         reject_unknown(params, frozenset({"device"}))
@@ -61,13 +120,13 @@ def register_commands(router: Router, registry: DeviceRegistry) -> None:
         view = registry.get(device)
         if view is None:
             raise CommandError("not_found", f"no device {device!r}")
-        return registry.to_json(view)
+        return entry(view)
 
     async def rename(params: Mapping[str, Any]) -> dict[str, object]:
         reject_unknown(params, frozenset({"device", "name"}))
         device = device_param(params)
         name = name_param(params)
-        return registry.to_json(await registry.rename(device, name))
+        return entry(await registry.rename(device, name))
 
     router.add("permit_join", permit_join)
     router.add("pair", pair)
@@ -75,6 +134,46 @@ def register_commands(router: Router, registry: DeviceRegistry) -> None:
     router.add("devices", devices)
     router.add("device", device)
     router.add("rename", rename)
+
+
+async def _pair(
+    registry: DeviceRegistry, shared: DeviceExtras, params: Mapping[str, Any]
+) -> DeviceView:
+    """Pair the device of ``params``, with its setup code where its family needs one."""
+    reject_unknown(params, frozenset({"device", "setup_code"}))
+    device = device_param(params)
+    code = setup_code_param(params)
+    found = registry.get(device)
+    if found is None:
+        raise CommandError("not_found", f"no device {device!r}")
+    needs_code = found.driver in SETUP_CODE_DRIVERS and not found.paired
+    if needs_code and code is None:
+        raise CommandError(
+            "invalid_request",
+            "this accessory pairs with its setup code: add 'setup_code' (XXX-XX-XXX, "
+            "on its label or box)",
+        )
+    if code is not None and found.driver not in SETUP_CODE_DRIVERS:
+        raise CommandError("invalid_request", "this device takes no 'setup_code'")
+    if code is not None:
+        shared.offer_code(device, code)
+    try:
+        view = await registry.pair(device)
+    except DeviceError as exc:
+        if exc.reason == "bad_setup_code":
+            raise CommandError(
+                "invalid_request",
+                "the accessory refused the setup code; check the code on its label and try again",
+            ) from exc
+        raise CommandError(
+            "busy",
+            f"the device did not answer pairing ({exc.reason}); "
+            "check it is powered and reachable, then try again",
+        ) from exc
+    finally:
+        if code is not None:
+            shared.drop_code(device)
+    return view
 
 
 def device_param(params: Mapping[str, Any]) -> str:
@@ -85,6 +184,19 @@ def device_param(params: Mapping[str, Any]) -> str:
             "invalid_request", "parameter 'device' must be a device id (16 lowercase hex digits)"
         )
     return str(device)
+
+
+def setup_code_param(params: Mapping[str, Any]) -> str | None:
+    """Return ``setup_code`` as XXX-XX-XXX (8 digits, dashes optional), None if absent."""
+    if params.get("setup_code") is None:
+        return None
+    value = params["setup_code"]
+    match = _SETUP_CODE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise CommandError(
+            "invalid_request", "parameter 'setup_code' must be 8 digits as XXX-XX-XXX"
+        )
+    return "-".join(match.groups())
 
 
 def name_param(params: Mapping[str, Any]) -> str:

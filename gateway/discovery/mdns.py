@@ -7,12 +7,15 @@ a paired device's status over HTTP every ``poll_interval_s``, submitting a Readi
 good poll. Candidates are never contacted over HTTP. A device that misbehaves (bad TXT, HTTP
 errors, timeouts, wrong content type, garbage JSON) is marked errored in the registry and
 counted as ``mdns.errors.<reason>``; nothing else is affected. Logs carry pseudonyms only.
+Families of the LAN inventory without a telemetry driver are paired for their announced info
+and followed by mDNS only; HomeKit accessories go through ``HomeKitLink``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import time
@@ -23,12 +26,18 @@ from typing import TYPE_CHECKING, Self
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from drivers import mdns_drivers
-from drivers.base import HttpRpcDriver
+from drivers import announced_drivers
+from drivers.base import Driver, HttpRpcDriver
+from drivers.homekit import NAME as HOMEKIT
+from drivers.lan.inventory import basic_fields, listing_of
+from drivers.lan.listing import Listing
 from gateway.config import MdnsConfig
 from gateway.counters import Counters
+from gateway.devices.commands import DeviceExtras
 from gateway.devices.model import MDNS, PAIRED, Candidate, DeviceEvent, DeviceInfo, Sighting
 from gateway.devices.registry import DeviceRegistry
+from gateway.discovery.homekit import HomeKitLink
+from gateway.discovery.homekit_keys import MemoryPairings, PairingStore
 from gateway.discovery.mdns_http import get_json, open_session
 from gateway.discovery.mdns_liveness import Liveness
 from gateway.errors import ConfigError, DeviceError
@@ -49,6 +58,7 @@ class _Service:
         "device",
         "driver",
         "last_error",
+        "listing",
         "log_id",
         "name",
         "resolve",
@@ -58,13 +68,14 @@ class _Service:
         "wake",
     )
 
-    def __init__(self, service_type: str, name: str, driver: HttpRpcDriver, log_id: str) -> None:
+    def __init__(self, service_type: str, name: str, driver: Driver, log_id: str) -> None:
         self.type = service_type
         self.name = name
         self.driver = driver
         self.log_id = log_id  # pseudonym of the instance name, until the device id is known
         self.device: str | None = None
         self.sighting: Sighting | None = None  # None while the announcement is unusable
+        self.listing: Listing | None = None
         self.last_error: str | None = None
         self.resolve = True
         self.wake = asyncio.Event()
@@ -73,17 +84,16 @@ class _Service:
     @property
     def instance(self) -> str:
         """Return the instance label of the service name (RFC 6763 s4.1)."""
-        suffix = "." + self.type
-        return (
-            self.name[: -len(suffix)] if self.name.lower().endswith(suffix.lower()) else self.name
-        )
+        cut = len(self.name) - len(self.type) - 1
+        return self.name[:cut] if self.name.lower().endswith("." + self.type.lower()) else self.name
 
 
 class MdnsDiscovery:
     """The mDNS transport: an async context manager and the registry's ``mdns`` Pairer.
 
     ``submit(reading)`` receives one Reading per good poll of a paired device; ``drivers``
-    maps lowercase service type -> driver (default: every HTTP RPC driver registered).
+    maps lowercase service type -> driver (default: every driver announced over DNS-SD);
+    ``extras`` is shared with the commands, ``pairings`` keeps HomeKit pairing keys.
     """
 
     def __init__(
@@ -93,13 +103,18 @@ class MdnsDiscovery:
         submit: Submit,
         counters: Counters,
         *,
-        drivers: Mapping[str, HttpRpcDriver] | None = None,
+        drivers: Mapping[str, Driver] | None = None,
+        extras: DeviceExtras | None = None,
+        pairings: PairingStore | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._submit = submit
         self._counters = counters
-        self._drivers = dict(mdns_drivers() if drivers is None else drivers)
+        self._drivers = dict(announced_drivers() if drivers is None else drivers)
+        self._extras = DeviceExtras() if extras is None else extras
+        self._pairings = MemoryPairings() if pairings is None else pairings
+        self._homekit: HomeKitLink | None = None
         self._services: dict[str, _Service] = {}
         self._by_device: dict[str, _Service] = {}
         self._ending: set[asyncio.Task[None]] = set()
@@ -129,6 +144,12 @@ class MdnsDiscovery:
             self._browser = AsyncServiceBrowser(
                 self._azc.zeroconf, sorted(self._drivers), handlers=[self._on_service_state_change]
             )
+            self._homekit = HomeKitLink(
+                self._azc, self._registry, self._submit, self._counters, self._pairings,
+                timeout_s=max(self._config.http_timeout_s * 10, 5.0),
+            )  # fmt: skip
+            await self._homekit.start()
+            self._extras.on_release(HOMEKIT, self._homekit.remove)
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -148,6 +169,8 @@ class MdnsDiscovery:
         for undo in self._undo:
             undo()
         # Stop the sources of new tasks first, then the tasks, then the sockets.
+        if self._homekit is not None:
+            await self._homekit.close()
         if self._browser is not None:
             await self._browser.async_cancel()
         if self._liveness is not None:
@@ -171,18 +194,35 @@ class MdnsDiscovery:
 
     # --- Pairer ---------------------------------------------------------------------------
     async def read_info(self, candidate: Candidate) -> DeviceInfo:
-        """Read a candidate's device info over HTTP (the ``mdns`` Pairer); raise DeviceError."""
+        """Read a candidate's device info (the ``mdns`` Pairer); raise DeviceError.
+
+        HTTP drivers: info, then status for the upgrade info (so it is known from pairing on);
+        HomeKit: pair-setup with the offered setup code; inventory families: the announcement.
+        """
         driver = next((d for d in self._drivers.values() if d.name == candidate.driver), None)
-        if driver is None or self._azc is None:
+        if driver is None or self._azc is None or self._homekit is None:
             raise DeviceError("unsupported", "no mDNS driver for this device")
+        if driver.name == HOMEKIT:
+            return await self._homekit.pair(candidate, self._extras.setup_code(candidate.id))
+        if not isinstance(driver, HttpRpcDriver):
+            svc = self._by_device.get(candidate.id)
+            if svc is None or svc.listing is None:
+                raise DeviceError("lost", "the device's announcement is gone")
+            found = svc.listing
+            model, firmware = found.model or found.family, found.firmware or "unknown"
+            return DeviceInfo(model=model, firmware=firmware, mac=found.mac, name=found.name)
         try:
-            body = await get_json(
-                self._http(), candidate.address, driver.info_path, self._config.http_timeout_s
-            )
-            return driver.parse_info(body, expected_id=candidate.stable_id)
+            http, timeout = self._http(), self._config.http_timeout_s
+            body = await get_json(http, candidate.address, driver.info_path, timeout)
+            info = driver.parse_info(body, expected_id=candidate.stable_id)
+            status = await get_json(http, candidate.address, driver.status_path, timeout)
+            report = driver.parse_status(status)
         except DeviceError as exc:
             self._counters.inc(f"mdns.errors.{exc.reason}")
             raise
+        return dataclasses.replace(
+            info, update_available=report.update_available, update_version=report.update_version
+        )
 
     # --- zeroconf callbacks (event loop) --------------------------------------------------
     def _on_service_state_change(
@@ -224,21 +264,32 @@ class MdnsDiscovery:
             self._registry.set_offline(svc.device)
 
     def _on_alive(self, name: str) -> None:
-        # A candidate's liveness comes from mDNS answers; a paired device's from its polls.
+        # A candidate's liveness comes from mDNS answers, as does a paired inventory device's;
+        # a paired HTTP device's from its polls, a HomeKit accessory's from its connection.
         svc = self._services.get(name)
         if (
             svc is not None
             and svc.sighting is not None
             and svc.device is not None
-            and not self._registry.is_paired(svc.device)
+            and (not self._registry.is_paired(svc.device) or self._follows_mdns(svc))
         ):
             self._registry.seen(svc.sighting)
 
+    @staticmethod
+    def _follows_mdns(svc: _Service) -> bool:
+        return not isinstance(svc.driver, HttpRpcDriver) and svc.driver.name != HOMEKIT
+
     def _on_device_event(self, event: DeviceEvent) -> None:
-        if event.kind == PAIRED and event.transport == MDNS:
-            svc = self._by_device.get(event.device)
-            if svc is not None:
-                svc.wake.set()  # poll right away rather than at the next interval
+        svc = self._by_device.get(event.device) if event.transport == MDNS else None
+        if svc is None:
+            return
+        if event.kind == PAIRED:
+            svc.wake.set()  # poll right away rather than at the next interval
+        if self._follows_mdns(svc) and self._registry.is_paired(event.device):
+            # device.basic and online status only: one reading per paired/online/offline change.
+            view = self._registry.get(event.device)
+            if view is not None and (fields := basic_fields(event.kind, view)):
+                self._submit(Reading(event.device, svc.driver.name, time.time(), fields))
 
     # --- per-service task -----------------------------------------------------------------
     async def _run(self, svc: _Service) -> None:
@@ -250,7 +301,9 @@ class MdnsDiscovery:
             if svc.resolve or svc.sighting is None:
                 announced, svc.resolve = svc.resolve, False
                 await self._resolve(svc, announced=announced)
-            elif svc.device is not None and not self._registry.is_paired(svc.device):
+            elif svc.device is not None and (
+                not self._registry.is_paired(svc.device) or self._follows_mdns(svc)
+            ):
                 assert self._liveness is not None
                 self._liveness.query(svc.name)
             if (
@@ -258,7 +311,12 @@ class MdnsDiscovery:
                 and svc.device is not None
                 and self._registry.is_paired(svc.device)
             ):
-                await self._poll(svc, svc.sighting, svc.device)
+                if isinstance(svc.driver, HttpRpcDriver):
+                    await self._poll(svc, svc.driver, svc.sighting, svc.device)
+                elif svc.driver.name == HOMEKIT:
+                    assert self._homekit is not None
+                    if self._homekit.keep_up(svc.device):
+                        self._registry.seen(svc.sighting)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._config.poll_interval_s):
                     await svc.wake.wait()
@@ -275,6 +333,10 @@ class MdnsDiscovery:
         svc.sighting, svc.last_error = sighting, None
         svc.device = self._registry.seen(sighting)
         self._by_device[svc.device] = svc
+        if svc.listing is not None:
+            self._extras.set_details(
+                svc.device, (("family", svc.listing.family), *svc.listing.details)
+            )
         self._liveness.watch(svc.name)
 
     async def _read_announcement(self, svc: _Service) -> Sighting:
@@ -283,25 +345,29 @@ class MdnsDiscovery:
         info = AsyncServiceInfo(svc.type, svc.name)
         if not await info.async_request(self._azc.zeroconf, self._config.http_timeout_s * 1000):
             raise DeviceError("timeout", "the service did not resolve")
-        announcement = svc.driver.parse_announcement(svc.instance, info.properties)
+        found = listing_of(svc.driver, svc.type, svc.instance, info.properties)
         addresses = info.parsed_addresses(IPVersion.V4Only)
         if not addresses or not info.port:
             raise DeviceError("missing_property", "the service has no IPv4 address")
+        svc.listing = found
         return Sighting(
             transport=MDNS,
-            stable_id=announcement.stable_id,
+            stable_id=found.stable_id,
             driver=svc.driver.name,
             address=f"{addresses[0]}:{info.port}",
-            model=announcement.model,
-            firmware=announcement.firmware,
+            name=found.name if self._follows_mdns(svc) else None,
+            model=found.model,
+            firmware=found.firmware,
         )
 
-    async def _poll(self, svc: _Service, sighting: Sighting, device: str) -> None:
+    async def _poll(
+        self, svc: _Service, driver: HttpRpcDriver, sighting: Sighting, device: str
+    ) -> None:
         try:
             body = await get_json(
-                self._http(), sighting.address, svc.driver.status_path, self._config.http_timeout_s
+                self._http(), sighting.address, driver.status_path, self._config.http_timeout_s
             )
-            report = svc.driver.parse_status(body)
+            report = driver.parse_status(body)
         except DeviceError as exc:
             self._fault(svc, exc)
             return
