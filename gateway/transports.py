@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 async def open_devices(hub: Hub, stack: contextlib.AsyncExitStack) -> None:
     """Build the registry and the enabled transports for ``hub`` on ``stack``."""
-    from gateway.devices.commands import register_commands  # noqa: PLC0415
+    from gateway.devices.commands import DeviceExtras, register_commands  # noqa: PLC0415
     from gateway.devices.registry import DeviceRegistry  # noqa: PLC0415
 
     discovery = hub.config.discovery
@@ -55,7 +55,8 @@ async def open_devices(hub: Hub, stack: contextlib.AsyncExitStack) -> None:
     )
     await stack.enter_async_context(registry)
     hub.registry = registry
-    register_commands(hub.router, registry)
+    extras = DeviceExtras()  # setup codes, candidates' details, release on unpair
+    register_commands(hub.router, registry, extras)
 
     def on_event(event: DeviceEvent) -> None:
         if event.kind in ("paired", "unpaired"):
@@ -69,10 +70,18 @@ async def open_devices(hub: Hub, stack: contextlib.AsyncExitStack) -> None:
     registry.subscribe(on_event)
     hub.policy.subscribe(lambda _: hub.publish_devices_soon())  # MAC shown only with consent
     if discovery.mdns.enabled:
+        from gateway.discovery.homekit_keys import SealedPairings  # noqa: PLC0415
         from gateway.discovery.mdns import MdnsDiscovery  # noqa: PLC0415
 
         await stack.enter_async_context(
-            MdnsDiscovery(discovery.mdns, registry, hub.pipeline.submit, hub.counters)
+            MdnsDiscovery(
+                discovery.mdns,
+                registry,
+                hub.pipeline.submit,
+                hub.counters,
+                extras=extras,
+                pairings=SealedPairings(hub.db, cipher),
+            )
         )
     if discovery.ble.enabled:
         await _open_ble(hub, stack, registry, keys)
