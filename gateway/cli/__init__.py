@@ -22,6 +22,8 @@ _COMMAND_MODULES: Final = (
     "gateway.cli.demo",
     "gateway.cli.audit_cmds",
     "gateway.cli.ctl",
+    "gateway.disclosure.cli",
+    "gateway.backup.cli",
 )
 
 

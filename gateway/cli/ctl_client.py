@@ -1,8 +1,9 @@
 """The MQTT side of ``consentgate ctl``: one connection, requests answered by correlation.
 
-Over MQTT 5 a request carries a response topic private to this client and random correlation
-data, which the hub echoes (MQTT 5 section 4.10); the answer is matched on both. Over MQTT
-3.1.1 (a broker that refuses version 5, or ``--protocol 4``) the client listens on the
+Over MQTT 5 a request carries a response topic private to this client
+(``<base>/<hub>-ctl/<random>``, outside the hub's own tree as the hub demands) and random
+correlation data, which the hub echoes (MQTT 5 section 4.10); the answer is matched on both.
+Over MQTT 3.1.1 (a broker that refuses version 5, or ``--protocol 4``) the client listens on the
 command's shared response topic and matches the answer on its transaction id.
 """
 
@@ -87,7 +88,8 @@ class HubClient:
         self._target = target
         self.protocol = protocol
         self._nonce = os.urandom(8).hex()
-        self._inbox = f"{target.root}/response/ctl-{self._nonce}"
+        # The hub answers only outside its own topic tree (a reply topic inside it is refused).
+        self._inbox = f"{target.root}-ctl/{self._nonce}"
         self._subscribed: set[str] = set()
         self._counter = 0
 

@@ -98,7 +98,9 @@ _ORIGIN: Final = {"name": str, "sw_version": str, "support_url": str}
 _ENTITY_CATEGORIES: Final = {"config", "diagnostic"}
 _STATE_CLASSES: Final = {"measurement", "total", "total_increasing"}
 _BINARY_CLASSES: Final = {"connectivity", "problem", "running", "update", "safety"}
-_TOPIC: Final = re.compile(r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$")
+_TOPIC: Final = re.compile(
+    r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$"
+)
 _WILDCARD: Final = re.compile(r"[#+]")
 
 
@@ -125,7 +127,10 @@ def validate(topic: str, config: dict[str, Any]) -> list[str]:
         problems.append(f"{topic}: entity_category must be config or diagnostic")
     if config.get("state_class", "measurement") not in _STATE_CLASSES:
         problems.append(f"{topic}: bad state_class")
-    if component == "binary_sensor" and config.get("device_class", "problem") not in _BINARY_CLASSES:
+    if (
+        component == "binary_sensor"
+        and config.get("device_class", "problem") not in _BINARY_CLASSES
+    ):
         problems.append(f"{topic}: bad binary_sensor device_class")
     if config.get("qos", 0) not in (0, 1, 2):
         problems.append(f"{topic}: qos must be 0, 1 or 2")
@@ -134,7 +139,9 @@ def validate(topic: str, config: dict[str, Any]) -> list[str]:
         problems.append(f"{topic}: device needs identifiers (for a device of several entities)")
     else:
         problems += [f"{topic}: device.{k} unknown" for k in device if k not in _DEVICE]
-    problems += [f"{topic}: origin.{k} unknown" for k in config.get("origin", {}) if k not in _ORIGIN]
+    problems += [
+        f"{topic}: origin.{k} unknown" for k in config.get("origin", {}) if k not in _ORIGIN
+    ]
     if "unique_id" not in config:
         problems.append(f"{topic}: unique_id needed for entities under a device")
     return problems

@@ -18,7 +18,7 @@ from tests.operator.ha_schema import validate
 from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
-_TEMPLATES = jinja2.Environment(autoescape=False)  # noqa: S701 - MQTT state text, not HTML
+_TEMPLATES = jinja2.Environment(autoescape=False)  # MQTT state text, not HTML
 
 
 def render(template: str, payload: bytes) -> str:
@@ -60,7 +60,9 @@ async def test_discovery_drives_consent(broker: Mosquitto, tmp_path: Path) -> No
     )
     expected = len(FLAGS) + 2 + 5  # flags, Try Now, permit join, five health entities
     async with running_hub(config) as hub:
-        configs = await retained(broker.port, [f"ha-test/+/consentgate_{hub_id}/+/config"], expected)
+        configs = await retained(
+            broker.port, [f"ha-test/+/consentgate_{hub_id}/+/config"], expected
+        )
         problems = [p for topic, body in configs.items() for p in validate(topic, json.loads(body))]
         assert problems == []
         entities = {topic.split("/")[3]: json.loads(body) for topic, body in configs.items()}

@@ -38,7 +38,7 @@ async def test_textfile_written_atomically(broker: Mosquitto, tmp_path: Path) ->
     )
     async with running_hub(config) as hub:
         await eventually(path.exists, what="metrics file written")
-        await eventually(lambda: hub.link.connected.is_set(), what="connected")
+        await eventually(hub.link.connected.is_set, what="connected")
         hub_label = ("hub", "metrics-hub")
         reads = 0
         deadline = asyncio.get_running_loop().time() + 1.0
@@ -49,8 +49,9 @@ async def test_textfile_written_atomically(broker: Mosquitto, tmp_path: Path) ->
             assert ("consentgate_outbox_rows", (hub_label,)) in parsed
             reads += 1
         await eventually(
-            lambda: samples(path.read_text()).get(("consentgate_broker_connected", (hub_label,)))
-            == 1,
+            lambda: (
+                samples(path.read_text()).get(("consentgate_broker_connected", (hub_label,))) == 1
+            ),
             what="connected in the metrics",
         )
         parsed = samples(path.read_text())
@@ -87,5 +88,5 @@ def test_textfile_must_be_a_prom_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"metrics.textfile: .* must end in .prom"):
         parse_config(raw, tmp_path)
     raw = {"hub_id": "h", "state_dir": "s", "homeassistant": {"enabled": "yes"}}
-    with pytest.raises(ConfigError, match="homeassistant.enabled"):
+    with pytest.raises(ConfigError, match=r"homeassistant\.enabled"):
         parse_config(raw, tmp_path)

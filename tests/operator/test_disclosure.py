@@ -1,0 +1,109 @@
+"""The disclosure, generated from a running hub's live state: over MQTT (`ctl disclose`) and
+from the state directory (`consentgate disclosure`), in text, Markdown and HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from gateway.envelope.keys import load_recipient_public, recipient_kid
+from tests.operator.helpers import cli, ctl
+from tests.support.hub import hub_config, running_hub
+from tests.support.mosquitto import Mosquitto
+
+
+def write_config(tmp_path: Path, port: int, hub_id: str) -> Path:
+    """Write the TOML a `consentgate disclosure --config` reads (the same hub as hub_config)."""
+    path = tmp_path / "hub.toml"
+    path.write_text(
+        f'hub_id = "{hub_id}"\nstate_dir = "state-{hub_id}"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nhealth_interval_s = 0.5\n'
+        '[crypto]\nrecipient_public_key = "recipient/recipient.pub"\n'
+        "[simulator]\ndevices = 2\nrate_hz = 2.0\n"
+        "[discovery.mdns]\nenabled = false\n[discovery.ble]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def sentence(text: str, device: str, category: str) -> str:
+    """Return the sentence about ``category`` in ``device``'s section (one line in Markdown)."""
+    section = text.split(f"## device {device}")[1].split("\n## ", maxsplit=1)[0]
+    lines = [line for line in section.splitlines() if f"\\[{category}\\]" in line]
+    assert len(lines) == 1, section
+    return lines[0].replace("\\", "")
+
+
+async def test_disclosure_follows_the_live_state(broker: Mosquitto, tmp_path: Path) -> None:
+    hub_id = "disclose-hub"
+    config = hub_config(tmp_path, broker.port, hub_id, simulator={"devices": 2, "rate_hz": 2.0})
+    toml = write_config(tmp_path, broker.port, hub_id)
+    rkid = recipient_kid(load_recipient_public(tmp_path / "recipient" / "recipient.pub")).hex()
+    async with running_hub(config) as hub:
+        first, second = sorted(hub.simulated)
+        for argv in (
+            ("consent", "set", "health", "coarse"),
+            ("consent", "set", "telemetry", "off"),
+            ("consent", "set", "location", "on", "--device", first),
+        ):
+            assert (await ctl(broker.port, hub_id, *argv)).code == 0
+        seqs = {e.details.get("flag"): e.seq for e in await hub.audit.tail(10)}
+        shown = await ctl(broker.port, hub_id, "disclose", "--format", "markdown")
+        assert shown.code == 0, shown.err
+        md = shown.out
+        assert md.startswith(f"# What hub {hub_id} collects")
+        assert f"recipient key {rkid}" in md
+
+        location = sentence(md, first, "location.precise")
+        assert "collected and sent as measured, sealed" in location
+        assert f"set by the command consent/set (audit entry {seqs['location']})" in location
+        assert "not collected; consent 'location' is off by default" in sentence(
+            md, second, "location.precise"
+        )
+        health = sentence(md, second, "health")
+        assert "fields: heart_rate, steps, weight" in health
+        assert "only as minimum, mean and maximum per 5 minutes" in health
+        assert "consent 'health' is coarse since" in health
+        assert f"(audit entry {seqs['health']})" in health
+        assert "kept on the hub at most 7 days until sent" in health
+        telemetry = sentence(md, first, "telemetry.environment")
+        assert "not collected; consent 'telemetry' is off since" in telemetry
+        assert "always collected for the service" in sentence(md, first, "device.basic")
+
+        local = await cli("disclosure", "--config", str(toml), "--format", "markdown")
+        assert local.code == 0, local.err
+        as_of = re.compile(r"as of \S+ \S+ UTC")
+        assert as_of.sub("", local.out) == as_of.sub("", md)  # same facts, same sentences
+
+        page = await ctl(broker.port, hub_id, "disclose", "--format", "html")
+        tags = Tags()
+        tags.feed(page.out)
+        assert tags.count["li"] == 2 * 5  # pairing, device.basic, 3 categories per device
+        assert tags.open == []
+
+        assert (await ctl(broker.port, hub_id, "try-now", "on")).code == 0
+        text = " ".join((await ctl(broker.port, hub_id, "disclose")).out.split())
+        assert "Try Now mode is on since" in text
+        assert text.count("not collected while Try Now mode is on") == 2 * 3
+        facts = json.loads((await ctl(broker.port, hub_id, "disclose", "--json")).out)
+        assert facts["try_now"] is True
+        assert {d["id"] for d in facts["devices"]} == {first, second}
+
+
+class Tags(HTMLParser):
+    """Counts elements and checks that every opened one is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count: dict[str, int] = {}
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.count[tag] = self.count.get(tag, 0) + 1
+        if tag not in ("meta", "br"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open.pop() == tag
