@@ -1,0 +1,92 @@
+"""HomeKit end to end: a real HAP-python accessory on 127.0.0.1, discovered over real zeroconf
+multicast, paired by real aiohomekit with its setup code, read through characteristic events,
+released at unpair."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import drivers
+from drivers.homekit.simulator import SimulatedAccessory
+from gateway.discovery.homekit_keys import COLUMN
+from tests.devices.helpers import wait_for
+
+from .conftest import HomeHub
+
+
+async def ask(hub: HomeHub, command: str, **params: Any) -> dict[str, Any]:
+    """Dispatch ``command`` as the MQTT API would and return the response body."""
+    response = await hub.router.dispatch(command, json.dumps(params).encode())
+    return response.body
+
+
+async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedAccessory) -> None:
+    device = home.registry.pseudonym(accessory.device_id)
+    await wait_for(lambda: home.registry.get(device) is not None, 10)
+
+    # A candidate with what the TXT record says, never contacted.
+    [candidate] = (await ask(home, "devices", transaction="1"))["data"]["candidates"]
+    assert (candidate["id"], candidate["driver"], candidate["model"]) == (
+        device,
+        "homekit",
+        "Thermo",
+    )
+    assert candidate["details"]["category"] == "sensor"
+    assert candidate["details"]["accepts_pairing"] == "yes"
+    assert home.readings == []
+
+    # No code, a malformed code, a wrong code: clear errors, nothing paired.
+    answer = await ask(home, "pair", transaction="2", device=device)
+    assert answer["error"]["code"] == "invalid_request"
+    assert "setup_code" in answer["error"]["message"]
+    answer = await ask(home, "pair", transaction="3", device=device, setup_code="12-34")
+    assert answer["error"]["code"] == "invalid_request"
+    answer = await ask(home, "pair", transaction="4", device=device, setup_code="111-22-333")
+    assert answer["status"] == "error"
+    assert answer["error"]["code"] == "invalid_request"
+    assert "refused the setup code" in answer["error"]["message"]
+    assert not home.registry.is_paired(device)
+    assert not accessory.is_paired()
+
+    # The right code: paired, Accessory Information read into the device info.
+    answer = await ask(home, "pair", transaction="5", device=device, setup_code="03145154")
+    assert answer["status"] == "ok", answer
+    entry = answer["data"]
+    assert (entry["model"], entry["firmware"], entry["name"]) == ("Acme T1000", "1.2.3", "Thermo")
+    assert accessory.is_paired()
+
+    # Pairing keys sealed at rest: the row opens only with the storage key.
+    stored = await home.pairings.load()
+    assert set(stored) == {device}
+    secret = str(stored[device]["iOSDeviceLTSK"])
+    async with home.pairings._db.execute("SELECT sealed FROM homekit_pairings") as cursor:
+        [(sealed,)] = list(await cursor.fetchall())
+    assert secret.encode() not in bytes(sealed)
+    assert COLUMN.encode() not in bytes(sealed)
+
+    # Telemetry: the first reading carries the info, events carry values, all categorised.
+    accessory.temperature = 23.0
+    await wait_for(lambda: any(r.fields.get("temperature_c") == 23.0 for r in home.readings), 10)
+    first = home.readings[0]
+    assert first.driver == "homekit"
+    assert first.fields["manufacturer"] == "Acme"
+    assert first.fields["battery_percent"] == 87.0
+    for reading in home.readings:
+        for name in reading.fields:
+            assert drivers.field_category("homekit", name) is not None, name
+    assert drivers.field_category("homekit", "serial_number") == "device.network"
+    assert home.registry.get(device).online  # type: ignore[union-attr]
+
+    # Unpair: the accessory drops the pairing too, and is free to pair elsewhere.
+    answer = await ask(home, "unpair", transaction="6", device=device)
+    assert answer["status"] == "ok", answer
+    assert answer["data"] == {"device": device, "erased": True, "released": True}
+    assert not accessory.is_paired()
+    assert await home.pairings.load() == {}
+    count = len(home.readings)
+    accessory.temperature = 30.0
+    await wait_for(lambda: home.registry.get(device) is not None, 10)
+    await wait_for(lambda: home.registry.get(device) is not None, 10)
+    assert not home.registry.is_paired(device)
+    assert len(home.readings) == count
