@@ -9,23 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from gateway.envelope.keys import load_recipient_public, recipient_kid
-from tests.operator.helpers import cli, ctl
+from tests.operator.helpers import cli, ctl, write_config
 from tests.support.hub import hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
-
-
-def write_config(tmp_path: Path, port: int, hub_id: str) -> Path:
-    """Write the TOML a `consentgate disclosure --config` reads (the same hub as hub_config)."""
-    path = tmp_path / "hub.toml"
-    path.write_text(
-        f'hub_id = "{hub_id}"\nstate_dir = "state-{hub_id}"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nhealth_interval_s = 0.5\n'
-        '[crypto]\nrecipient_public_key = "recipient/recipient.pub"\n'
-        "[simulator]\ndevices = 2\nrate_hz = 2.0\n"
-        "[discovery.mdns]\nenabled = false\n[discovery.ble]\nenabled = false\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def sentence(text: str, device: str, category: str) -> str:
