@@ -33,8 +33,12 @@ NumericValues = tuple[SensorValues, BinaryValues]
 _UUID16_LE: Final = b"\xd2\xfc"
 _TRAILER: Final = 8  # counter + MIC
 _MIN_CIPHERTEXT: Final = 2  # bthome-ble's minimum payload length for v2
-# bthome-ble's replay rule: a smaller counter than the last accepted one is refused, unless it
-# is below 100 (the device restarted counting: battery change, counter overflow).
+# bthome-ble's replay rules: a smaller counter than the last accepted one is refused, unless it
+# is below 100 (the device restarted counting: battery change, counter overflow); and the last
+# accepted message itself, sent again, is refused (bthome-ble: ``_is_same_as_last``). Here a
+# counter equal to the last accepted one is refused whatever the bytes: the same counter is the
+# same AES-CCM nonce, which a device never reuses for another message (bthome-ble would decode a
+# different message under a repeated counter; this is the one place the fast path is stricter).
 _COUNTER_RESTART: Final = 100
 
 
@@ -142,6 +146,8 @@ class Decryptor:
             raise DecodeError("encrypted BTHome message too short")
         count = payload[-_TRAILER:-4]
         counter = int.from_bytes(count, "little")
+        if self._verified and counter == self._counter:
+            raise DecodeError("encrypted BTHome message replayed (counter did not increase)")
         if self._verified and counter < self._counter and counter >= _COUNTER_RESTART:
             raise DecodeError("encrypted BTHome message replayed (counter went back)")
         try:

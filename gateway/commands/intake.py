@@ -50,6 +50,10 @@ Send = Callable[[str, bytes, bytes | None], None]
 """``send(topic, payload, correlation)``: queue one answer on the broker connection."""
 
 
+_Kind = tuple[str, str, str, str | None]
+"""(command, or "" if unknown; code; message; client) of a refusal."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds of the request intake (defaults sized for a Raspberry Pi)."""
@@ -111,10 +115,9 @@ class Intake:
         self._buckets: collections.OrderedDict[tuple[bool, str | None], _Bucket] = (
             collections.OrderedDict()
         )
-        # refusals waiting for the router's listeners (audit); past REFUSALS_MAX, counted only
-        self._refusals: collections.deque[tuple[str, CommandError, str | None]] = (
-            collections.deque()
-        )
+        # refusals waiting for the router's listeners (count, audit), the same kind coalesced;
+        # past REFUSALS_MAX kinds, counted as requests.refusals_unaudited only
+        self._refusals: dict[_Kind, tuple[CommandError, int]] = {}
         self._refusals_ready = asyncio.Event()
 
     @property
@@ -213,11 +216,16 @@ class Intake:
         transaction = recover_transaction(request.payload)
         response = error_response(request.command, transaction, error)
         self._send(item.topic, response.encode(), request.correlation)
-        if len(self._refusals) >= REFUSALS_MAX:
+        command = request.command if self._router.knows(request.command) else ""
+        kind = (command, error.code, error.message, item.client)
+        pending = self._refusals.get(kind)
+        if pending is not None:
+            self._refusals[kind] = (pending[0], pending[1] + 1)
+        elif len(self._refusals) >= REFUSALS_MAX:
             self._counters.inc("requests.refusals_unaudited")
-            return
-        self._refusals.append((request.command, error, item.client))
-        self._refusals_ready.set()
+        else:
+            self._refusals[kind] = (error, 1)
+            self._refusals_ready.set()
 
     async def _report_refusals(self) -> None:
         while True:
@@ -225,7 +233,9 @@ class Intake:
                 self._refusals_ready.clear()
                 await self._refusals_ready.wait()
                 continue
-            await self._router.refused(*self._refusals.popleft())
+            kind = next(iter(self._refusals))
+            error, count = self._refusals.pop(kind)
+            await self._router.refused(kind[0], error, kind[3], count)
 
 
 def reply_topic_allowed(topics: Topics, topic: str) -> bool:

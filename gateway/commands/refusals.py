@@ -70,9 +70,9 @@ class RefusalAudit:
     async def on_refused(self, refusal: Refusal) -> None:
         """Count ``refusal``; audit it now if its pair is quiet, else at the minute's end."""
         code = refusal.error.code
-        self._counters.inc(f"commands.refused.{code}")
+        self._counters.inc(f"commands.refused.{code}", refusal.count)
         if refusal.command is None:
-            self._counters.inc("commands.unknown")
+            self._counters.inc("commands.unknown", refusal.count)
         client = self._pseudonym(refusal.client) if refusal.client else None
         reason = refusal.error.message[:200] if code == "unauthorized" else None
         pair: Pair = (client, code, reason)
@@ -80,9 +80,9 @@ class RefusalAudit:
             pair = (MANY, code, None)
         window = self._open.get(pair)
         if window is not None:
-            window.repeated += 1
+            window.repeated += refusal.count
             return
-        self._open[pair] = _Window(self._clock())
+        self._open[pair] = _Window(self._clock(), refusal.count - 1)
         details: dict[str, Any] = {"command": refusal.command or "<unknown>", "code": code}
         if client is not None:
             details["client"] = client
@@ -122,11 +122,8 @@ class RefusalAudit:
             self._counters.inc("commands.refusals_unaudited")
 
     async def run(self, period_s: float = 1.0) -> None:
-        """Flush ended minutes every ``period_s``; on cancellation, flush what is counted."""
-        try:
-            while True:
-                await asyncio.sleep(period_s)
-                await self.flush()
-        except asyncio.CancelledError:
-            await asyncio.shield(self.flush(everything=True))
-            raise
+        """Flush ended minutes every ``period_s`` until cancelled (what the last minute counted
+        after its first entry is then only on ``health``: the stop must not wait for storage)."""
+        while True:
+            await asyncio.sleep(period_s)
+            await self.flush()

@@ -60,6 +60,7 @@ class Refusal:
     command: str | None
     error: CommandError
     client: str | None
+    count: int = 1  # refusals of the same kind reported at once (the intake coalesces them)
 
 
 RefusalListener = Callable[[Refusal], Awaitable[None]]
@@ -156,13 +157,16 @@ class Router:
             return error_response(command, transaction, error)
         return Response(command, {"transaction": transaction, "status": "ok", "data": data})
 
-    async def refused(self, command: str, error: CommandError, client: str | None) -> None:
-        """Log (known names only) and tell every refusal listener that a request was refused."""
+    async def refused(
+        self, command: str, error: CommandError, client: str | None, count: int = 1
+    ) -> None:
+        """Log (known names only) and tell every refusal listener that ``count`` requests of
+        ``command`` from ``client`` were refused with ``error``."""
         known = command if command in self._handlers else None
         # debug only: a flood of bad requests must not become a flood of log lines (refusals
         # are counted on health and audited in aggregate by the listeners)
         logger.debug("command refused", extra={"command": known or "<unknown>", "code": error.code})
-        refusal = Refusal(known, error, client)
+        refusal = Refusal(known, error, client, count)
         for listener in self._refusal_listeners:
             try:
                 await listener(refusal)
