@@ -34,6 +34,20 @@ class CommandError(ConsentgateError):
         self.message = message
 
 
+class StorageUnavailableError(StorageError, CommandError):
+    """A write could not reach stable storage (disk full, read-only, I/O error); ``reason`` is
+    ``full``, ``read_only`` or ``io_error``. Answered with the ``storage_unavailable`` code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        CommandError.__init__(self, "storage_unavailable", message)
+        self.reason = reason
+
+
+class DamagedStateError(StorageError):
+    """The state directory holds a damaged or inconsistent state; the message says how to
+    recover (``consentgate doctor``)."""
+
+
 class EnvelopeError(ConsentgateError):
     """An envelope or announcement cannot be produced or opened (see gateway.envelope.errors)."""
 

@@ -15,7 +15,9 @@ import logging
 
 from gateway.audit.log import AuditLog
 from gateway.counters import Counters
+from gateway.errors import StorageUnavailableError
 from gateway.outbox.store import Outbox
+from gateway.storage.db import until_stored
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +35,13 @@ class RetentionSweeper:
 
     async def sweep(self) -> int:
         """Destroy expired records now; return how many."""
-        removed = await self._outbox.expire()
+        try:
+            removed = await self._outbox.expire()
+        except StorageUnavailableError:  # reported on health; the next sweep tries again
+            return 0
         if removed:
             self._counters.inc("retention.expired", removed)
-            await self._audit.append("retention.expire", records=removed)
+            await until_stored(lambda: self._audit.append("retention.expire", records=removed))
             logger.info("expired records destroyed", extra={"records": removed})
         return removed
 

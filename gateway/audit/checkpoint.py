@@ -15,6 +15,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.log import AuditLog
+from gateway.storage.db import until_stored
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Checkpointer:
     async def run(self) -> None:
         """Write checkpoints forever."""
         log = self._log
-        await log.checkpoint(self._key)
+        await until_stored(lambda: log.checkpoint(self._key))
         while True:
             log.appended.clear()
             if log.head <= log.checkpointed:
@@ -49,4 +50,4 @@ class Checkpointer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await log.appended.wait()
-            await log.checkpoint(self._key)
+            await until_stored(lambda: log.checkpoint(self._key))

@@ -29,7 +29,7 @@ from gateway.audit.chain import (
     entry_hash,
     sign_checkpoint,
 )
-from gateway.storage.db import transaction
+from gateway.storage.db import on_rollback, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +143,16 @@ class AuditLog:
                 "INSERT INTO audit (seq, ts, event, details, prev, hash) VALUES (?, ?, ?, ?, ?, ?)",
                 (seq, ts, event, details_json, self._last_hash, digest),
             )
+            head = self._last_seq, self._last_hash
+            on_rollback(self._db, lambda: self._restore(*head))
             self._last_seq, self._last_hash = seq, digest
         self.appended.set()
         logger.info("audit", extra={"audit_event": event, "audit_seq": seq})
         return seq
+
+    def _restore(self, seq: int, digest: bytes) -> None:
+        # the entry's transaction rolled back: the chain's head is where it was
+        self._last_seq, self._last_hash = seq, digest
 
     async def checkpoint(self, key: Ed25519PrivateKey) -> Checkpoint | None:
         """Sign and store a checkpoint of the current head; None if it is already covered."""

@@ -1,11 +1,8 @@
-"""``consent/get``, ``consent/set`` and ``try_now``: validated, applied at once, audited.
+"""``consent/get``, ``consent/set`` and ``try_now``: validated, then made by the one owner of
+acknowledged changes (gateway.changes), whose order of steps they do not restate.
 
-A change that narrows consent (on -> coarse -> off, or Try Now switched on) is acknowledged
-only after (1) the flag changed while no pipeline batch was between its gate and the outbox,
-(2) nothing handed to paho before the change can still reach the broker (the publisher's
-barrier), (3) the queued records of the withdrawn categories are dead: a durable tombstone
-that the forwarding gate honours even if consent comes back, and (4) the new state is
-persisted and audited. The rows themselves are deleted just after, by the purger.
+The answer carries ``durable``: false only while storage refuses writes (the change holds in
+memory and is persisted as soon as storage returns).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from gateway.changes import Change
 from gateway.commands.router import Router, reject_unknown, require
 from gateway.consent.catalogue import (
     CATEGORIES,
@@ -27,7 +25,6 @@ from gateway.consent.catalogue import (
 )
 from gateway.consent.store import save_policy
 from gateway.errors import CommandError
-from gateway.storage.db import transaction
 
 if TYPE_CHECKING:
     from gateway.daemon import Hub
@@ -46,41 +43,6 @@ def withdrawn_categories(flag: str, old: str, new: str) -> list[str]:
     if new == COARSE:  # raw records go; what is already a coarse form stays allowed
         return [name for name in governed if name not in COARSE_FORMS]
     return governed
-
-
-async def apply_change(
-    hub: Hub,
-    change: Callable[[], None],
-    withdrawn: list[str],
-    device: str | None,
-    event: str,
-    /,
-    **details: Any,
-) -> None:
-    """Apply ``change`` to the policy and return once it holds (the module's steps 1-4).
-
-    ``withdrawn`` names the categories whose queued records die with the change (of
-    ``device`` only, if given); ``event`` and ``details`` go to the audit log.
-    """
-    # The publisher is held back from the start: it sends nothing more meanwhile, and the
-    # few statements below do not wait behind its batches.
-    async with hub.publisher.paused():
-        async with hub.pipeline.exclusive():
-            change()
-            if withdrawn:  # readings summed under the old consent are not sent either
-                hub.pipeline.forget_aggregates(device)
-        if withdrawn:
-            await hub.publisher.barrier()
-        # tombstones, new state and audit entry: one commit
-        async with transaction(hub.db):
-            stones = [await hub.outbox.tombstone(category, device) for category in withdrawn]
-            await save_policy(hub.db, hub.policy)
-            await hub.audit.append(event, version=hub.policy.version, **details)
-    logger.info("consent changed", extra={"version": hub.policy.version, "audit_event": event})
-    hub.publish_consent_soon()
-    # The purger's large deletes hold the write lock: only after the new state is durable.
-    for stone in stones:
-        hub.purger.submit(stone)
 
 
 def parse_set(
@@ -121,35 +83,65 @@ def register_consent_commands(
         flag, state, device = parse_set(params, known_device)
         old = hub.policy.flag(flag, device)
         withdrawn = withdrawn_categories(flag, old, state)
-        await apply_change(
+        durable = await _make(
             hub,
+            "consent.set",
             lambda: hub.policy.set_flag(flag, state, device),
             withdrawn,
             device,
-            "consent.set",
             flag=flag,
             state=state,
             device=device,
             previous=old,
             purging=withdrawn,
         )
-        return {"version": hub.policy.version, "purging": withdrawn}
+        return {"version": hub.policy.version, "purging": withdrawn, "durable": durable}
 
     async def try_now(params: Mapping[str, Any]) -> Any:
         reject_unknown(params, frozenset({"enabled"}))
         enabled = require(params, "enabled", bool)
         personal = [c for c in CATEGORIES if c != DEVICE_BASIC] if enabled else []
-        await apply_change(
+        durable = await _make(
             hub,
+            "consent.try_now",
             lambda: hub.policy.set_try_now(enabled),
             personal,
             None,
-            "consent.try_now",
             enabled=enabled,
             purging=personal,
         )
-        return {"version": hub.policy.version, "try_now": enabled, "purging": personal}
+        return {
+            "version": hub.policy.version,
+            "try_now": enabled,
+            "purging": personal,
+            "durable": durable,
+        }
 
     router.add("consent/get", get)
     router.add("consent/set", set_)
     router.add("try_now", try_now)
+
+
+async def _make(
+    hub: Hub,
+    event: str,
+    apply: Callable[[], None],
+    withdrawn: list[str],
+    scope: str | None,
+    /,
+    **details: Any,
+) -> bool:
+    """Make a consent change through the owner; persist the whole policy with it."""
+    durable = await hub.changes.make(
+        Change(
+            event=event,
+            apply=apply,
+            persist=lambda: save_policy(hub.db, hub.policy),
+            withdrawn=withdrawn,
+            device=scope,
+            details={"version": hub.policy.version + 1, **details},
+        )
+    )
+    logger.info("consent changed", extra={"version": hub.policy.version, "audit_event": event})
+    hub.publish_consent_soon()
+    return durable

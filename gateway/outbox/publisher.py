@@ -1,11 +1,12 @@
 """Moves outbox rows to the broker: QoS 1, a bounded in-flight window, delete on PUBACK.
 
-One serial batch loop per connection (PERFORMANCE.md trap 5): fetch a window's worth of rows,
-check each record's category against the *current* consent just before handing it to paho
-(trap 2: paho directly, not aiomqtt's per-publish bookkeeping), and delete acknowledged rows in
-batches. PUBACKs arrive in paho's read callback and only append to a list, so they are never
-starved. After a reconnect everything not yet acknowledged is sent again from the start of the
-outbox; the consumer's replay check drops the few QoS 1 duplicates this can cause.
+One serial batch loop per connection: fetch a window's worth of rows, check each record's
+category against the *current* consent just before handing it to paho (paho directly, not
+aiomqtt's per-publish bookkeeping), and hand acknowledged rows back to the outbox, which
+forgets them in memory or deletes them in its next group commit. PUBACKs arrive in paho's
+read callback and only append to a list, so they are never starved. After a reconnect
+everything not yet acknowledged is sent again from the start of the outbox; the consumer's
+replay check drops the few QoS 1 duplicates this can cause.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Publisher:
             try:
                 await self._pump(connection)
             finally:
-                await self._flush_acks()
+                self._flush_acks()
                 self._inflight.clear()
             await asyncio.sleep(0)  # never loop back without letting the link run
 
@@ -118,14 +119,14 @@ class Publisher:
         while connection.alive:
             await self._unpaused.wait()
             if len(self._acked) >= self._window // 4 or (self._acked and not self._inflight):
-                await self._flush_acks()
+                self._flush_acks()
             free = self._window - len(self._inflight)
             if free < self._window // 4:
                 await self._sleep_until_woken()
                 continue
             rows = await self._outbox.fetch_after(last_id, free)
             if not rows:
-                await self._flush_acks()
+                self._flush_acks()
                 await self._sleep_until_woken(self._outbox.appended)
                 continue
             for n, row in enumerate(rows, 1):
@@ -150,7 +151,7 @@ class Publisher:
             if withheld:
                 dropped = set(withheld)
                 size = sum(len(r.payload) for r in rows if r.id in dropped)
-                purged = await self._outbox.delete(withheld, size)
+                purged = self._outbox.delete(withheld, size)
                 self._counters.inc("purged.at_forwarding", purged)
                 withheld.clear()
 
@@ -167,13 +168,13 @@ class Publisher:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _flush_acks(self) -> None:
+    def _flush_acks(self) -> None:
         if not self._acked:
             return
         ids, size = self._acked, self._acked_bytes
         self._acked, self._acked_bytes = [], 0
         self.acked_total += len(ids)
-        await self._outbox.delete(ids, size)
+        self._outbox.delete(ids, size)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ import logging
 from gateway.audit.log import AuditLog
 from gateway.counters import Counters
 from gateway.outbox.store import Outbox, Tombstone
+from gateway.storage.db import until_stored
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,15 @@ class Purger:
         while True:
             stone = await self._queue.get()
             try:
-                removed = await self._outbox.purge(stone)
+                removed = await until_stored(lambda: self._outbox.purge(stone))  # noqa: B023
                 self._counters.inc(f"purged.{stone.category}", removed)
-                await self._audit.append(
-                    "outbox.purge", category=stone.category, device=stone.device, records=removed
+                await until_stored(
+                    lambda: self._audit.append(
+                        "outbox.purge",
+                        category=stone.category,  # noqa: B023 - awaited in this iteration
+                        device=stone.device,  # noqa: B023
+                        records=removed,  # noqa: B023
+                    )
                 )
                 logger.info("purged", extra={"category": stone.category, "records": removed})
             finally:

@@ -1,16 +1,25 @@
-"""The durable outbox: sealed records waiting for their PUBACK, in one SQLite table.
+"""The outbox: sealed records waiting for their PUBACK, group-committed to one SQLite table.
 
-A reading counts as committed once its row is in this table; rows leave it only when the
-broker acknowledged them (``delete``), when consent is withdrawn (``purge``), when their
-retention expires (``expire``) or through the configured overflow policy, which is audited.
-Epoch announcements live here too (category ``_epoch``) so they are re-sent after an outage
-ahead of the records they key; the latest announcements are also kept in ``epochs`` for
-``epoch/resend``.
+A record is queued once ``append`` returned: the publisher can send it from memory at once. It
+reaches the disk in the next group commit (``commit``, run every ``[outbox] commit_interval_s``
+by ``run``); a record the broker acknowledged before that is never written at all, and the
+deletes of acknowledged records are batched into the same commits. With the broker up, the
+disk sees a fraction of the records; with the broker down or slow, every record is written
+once. Rows leave the outbox when the broker acknowledged them (``delete``), when consent is
+withdrawn (``tombstone`` then ``purge``), when their retention expires (``expire``) or through
+the configured overflow policy, which is audited. Epoch announcements live here too (category
+``_epoch``) and are committed at once, so epoch numbers only go up across power cuts.
+
+Storage faults: a commit that fails keeps everything in memory (``StorageUnavailableError`` is
+raised to ``commit``'s caller) and is retried by the next commit; meanwhile at most
+``memory_rows`` records wait in memory, the publisher keeps sending them, and more are refused
+with the counter ``dropped.storage_unavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -24,8 +33,9 @@ import aiosqlite
 from gateway.audit.log import AuditLog
 from gateway.config import OutboxConfig
 from gateway.counters import Counters
+from gateway.errors import StorageUnavailableError
 from gateway.model import EPOCH_CATEGORY, OutboxRow
-from gateway.storage.db import get_meta, set_meta, transaction
+from gateway.storage.db import get_meta, on_rollback, set_meta, storage_health, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +69,8 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 """
 _INSERT: Final = (
-    "INSERT INTO outbox (topic, payload, device, category, epoch, created, expires, retain) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (id, topic, payload, device, category, epoch, created, expires, retain) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 EPOCH_KEY: Final = "epoch"
 PREV_KEY: Final = "epoch_prev_hash"
@@ -90,6 +100,19 @@ class Tombstone:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedGroup:
+    """What is queued of one device and category (for exports and erasure)."""
+
+    device: str
+    category: str
+    records: int
+    bytes: int
+    oldest: float
+    newest: float
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A row read back for publishing."""
 
@@ -102,7 +125,7 @@ class Pending:
 
 
 class Outbox:
-    """Batched, bounded, durable storage of sealed rows (one aiosqlite connection)."""
+    """Batched, bounded, group-committed storage of sealed rows (one aiosqlite connection)."""
 
     def __init__(
         self,
@@ -112,11 +135,17 @@ class Outbox:
         audit: AuditLog,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # Rows committed most recently, in id order with no gaps, so the publisher can take
+        # Rows queued most recently, in id order with no gaps, so the publisher can take
         # them without reading the payloads back from SQLite; cleared whenever rows vanish
         # by other ways than acknowledgement (purge, overflow, expiry) so it never resurrects
         # a deleted row.
         self._recent: deque[Pending] = deque()
+        # Not on disk yet: rows (all newer than any row on disk), deletes of acknowledged rows
+        # that are on disk (id -> size), tombstones, and the epoch counter.
+        self._staged: dict[int, OutboxRow] = {}
+        self._deletes: dict[int, int] = {}
+        self._unsaved_stones: list[Tombstone] = []
+        self._epoch_meta: dict[str, bytes] = {}
         self._tombstones: list[Tombstone] = []
         self._last_id = 0
         self._db = db
@@ -124,15 +153,20 @@ class Outbox:
         self._counters = counters
         self._audit = audit
         self._clock = clock
+        self.health = storage_health(db)
         self.rows = 0
         self.bytes = 0
+        self.commits = 0
         self.appended = asyncio.Event()
 
     async def load(self) -> None:
         """Create the tables if needed and count what is queued."""
         await self._db.executescript(SCHEMA)
         await self._recount()
-        async with self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox") as cursor:
+        async with self._db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM outbox), 0), "
+            "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))"
+        ) as cursor:
             row = await cursor.fetchone()
         self._last_id = int(row[0]) if row else 0
         async with self._db.execute("SELECT category, device, up_to FROM tombstones") as cursor:
@@ -144,23 +178,98 @@ class Outbox:
         prev = await get_meta(self._db, PREV_KEY)
         return (int(stored) if stored else 0), (prev or b"")
 
-    async def append(self, rows: Sequence[OutboxRow], prev_hash: bytes | None = None) -> int:
-        """Commit ``rows`` in one transaction (overflow policy first); return how many were kept.
+    @property
+    def staged(self) -> int:
+        """Return how many queued records are not on disk yet."""
+        return len(self._staged)
 
-        Announcement rows also update the persisted epoch counter (and ``prev_hash``, the hash
-        of the newest announcement) in the same transaction, so epochs only go up.
+    async def append(self, rows: Sequence[OutboxRow], prev_hash: bytes | None = None) -> int:
+        """Queue ``rows`` (overflow policy first); return how many were kept.
+
+        Records wait for the next group commit; announcement rows are committed at once with
+        the persisted epoch counter (and ``prev_hash``, the hash of the newest announcement),
+        so epochs only go up.
         """
         if not rows:
             return 0
+        rows = self._within_memory(rows)
+        incoming_bytes = sum(len(r.payload) for r in rows)
+        over = (
+            self.rows + len(rows) > self._config.max_rows
+            or self.bytes + incoming_bytes > self._config.max_bytes
+        )
+        if over and self.health.fault is None:
+            with contextlib.suppress(StorageUnavailableError):  # then the memory bound holds
+                async with transaction(self._db):
+                    await self.write_pending()
+                    rows = list(await self._make_room(rows))
+        if not rows:
+            return 0
+        first = self._last_id + 1
+        for i, row in enumerate(rows):
+            self._staged[first + i] = row
+        self._last_id = first + len(rows) - 1
+        self.rows += len(rows)
+        self.bytes += sum(len(r.payload) for r in rows)
+        self._remember(rows, self._last_id)
+        announcements = [r for r in rows if r.category == EPOCH_CATEGORY]
+        if announcements:
+            self._epoch_meta[EPOCH_KEY] = str(max(r.epoch for r in announcements)).encode()
+            if prev_hash is not None:
+                self._epoch_meta[PREV_KEY] = prev_hash
+        if announcements or self._config.commit_interval_s == 0:
+            with contextlib.suppress(StorageUnavailableError):  # kept in memory, retried
+                await self.commit()
+        self.appended.set()
+        return len(rows)
+
+    def _within_memory(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
+        """While storage is faulty, refuse (count) records beyond ``memory_rows`` in memory."""
+        if self.health.fault is None:
+            return rows
+        room = self._config.memory_rows - len(self._staged)
+        kept = [r for r in rows if r.category == EPOCH_CATEGORY]
+        records = [r for r in rows if r.category != EPOCH_CATEGORY]
+        if len(records) <= room:
+            return rows
+        self._counters.inc("dropped.storage_unavailable", len(records) - max(0, room))
+        return kept + records[: max(0, room)]
+
+    async def commit(self) -> int:
+        """Write what is queued in memory in one durable transaction; return rows written.
+
+        Raises ``StorageUnavailableError`` (everything stays in memory) when storage is faulty.
+        """
+        if not (self._staged or self._deletes or self._unsaved_stones or self._epoch_meta):
+            return 0
         async with transaction(self._db):
-            rows = await self._make_room(rows)
-            if not rows:
-                return 0
-            size = sum(len(r.payload) for r in rows)
+            written = await self.write_pending()
+        self.commits += 1
+        return written
+
+    async def run(self) -> None:
+        """Group-commit every ``commit_interval_s`` forever; a storage fault is retried."""
+        interval = max(self._config.commit_interval_s, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(StorageUnavailableError):  # reported on health, retried
+                await self.commit()
+
+    async def write_pending(self) -> int:
+        """Write the staged rows, deletes, tombstones and epoch counter inside the caller's
+        transaction; return rows written. A rollback puts them back in memory."""
+        staged, deletes = self._staged, self._deletes
+        stones, meta = self._unsaved_stones, self._epoch_meta
+        if not (staged or deletes or stones or meta):
+            return 0
+        self._staged, self._deletes, self._unsaved_stones, self._epoch_meta = {}, {}, [], {}
+        on_rollback(self._db, lambda: self._unwrite(staged, deletes, stones, meta))
+        if staged:
             await self._db.executemany(
                 _INSERT,
                 [
                     (
+                        i,
                         r.topic,
                         r.payload,
                         r.device,
@@ -170,23 +279,53 @@ class Outbox:
                         r.expires,
                         int(r.retain),
                     )
-                    for r in rows
+                    for i, r in staged.items()
                 ],
             )
-            async with self._db.execute("SELECT last_insert_rowid()") as cursor:
-                last = await cursor.fetchone()
-            announcements = [r for r in rows if r.category == EPOCH_CATEGORY]
+            announcements = [r for r in staged.values() if r.category == EPOCH_CATEGORY]
             if announcements:
-                await self._record_epochs(announcements, prev_hash)
-            self.rows += len(rows)
-            self.bytes += size
-            self._last_id = int(last[0]) if last else self._last_id
-            self._remember(rows, self._last_id)
-        self.appended.set()
-        return len(rows)
+                await self._db.executemany(
+                    "INSERT OR REPLACE INTO epochs (epoch, announcement, created) VALUES (?, ?, ?)",
+                    [(r.epoch, r.payload, r.created) for r in announcements],
+                )
+                newest = max(r.epoch for r in announcements)
+                await self._db.execute(
+                    "DELETE FROM epochs WHERE epoch <= ?", (newest - KEEP_EPOCHS,)
+                )
+        if meta:
+            for key, value in meta.items():
+                await set_meta(self._db, key, value)
+        if stones:
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO tombstones (category, device, up_to) VALUES (?, ?, ?)",
+                [(s.category, s.device or "", s.up_to) for s in stones],
+            )
+        if deletes:
+            async with self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(deletes)),),
+            ) as cursor:
+                removed = cursor.rowcount
+            if removed != len(deletes):  # some were purged meanwhile: count again
+                await self._recount()
+        return len(staged)
+
+    def _unwrite(
+        self,
+        staged: dict[int, OutboxRow],
+        deletes: dict[int, int],
+        stones: list[Tombstone],
+        meta: dict[str, bytes],
+    ) -> None:
+        # the older staged rows come first again; acknowledgements that arrived meanwhile
+        # were recorded as deletes and are applied after the rows are written
+        self._staged = {**staged, **self._staged}
+        self._deletes = {**deletes, **self._deletes}
+        self._unsaved_stones = stones + self._unsaved_stones
+        self._epoch_meta = {**meta, **self._epoch_meta}
 
     def _remember(self, rows: Sequence[OutboxRow], last_id: int) -> None:
-        # One writer and AUTOINCREMENT: the batch got the ids last_id-len+1 .. last_id.
+        # The batch got the ids last_id-len+1 .. last_id.
         first = last_id - len(rows) + 1
         if self._recent and self._recent[-1].id != first - 1:
             self._recent.clear()
@@ -197,21 +336,13 @@ class Outbox:
         while len(self._recent) > RECENT_ROWS:
             self._recent.popleft()
 
-    async def _record_epochs(self, rows: Sequence[OutboxRow], prev_hash: bytes | None) -> None:
-        await self._db.executemany(
-            "INSERT OR REPLACE INTO epochs (epoch, announcement, created) VALUES (?, ?, ?)",
-            [(r.epoch, r.payload, r.created) for r in rows],
-        )
-        newest = max(r.epoch for r in rows)
-        await set_meta(self._db, EPOCH_KEY, str(newest).encode())
-        if prev_hash is not None:
-            await set_meta(self._db, PREV_KEY, prev_hash)
-        await self._db.execute("DELETE FROM epochs WHERE epoch <= ?", (newest - KEEP_EPOCHS,))
-
     def room_for_new(self) -> int | None:
-        """Return how many more records a ``reject_new`` outbox takes by its row bound (0 once
-        at either bound); None under ``drop_oldest``, which always makes room."""
+        """Return how many more records the outbox takes now: by ``memory_rows`` while
+        storage is faulty, by the row bound under ``reject_new`` (0 once at either bound);
+        None under ``drop_oldest`` with healthy storage, which always makes room."""
         limits = self._config
+        if self.health.fault is not None:
+            return max(0, limits.memory_rows - len(self._staged))
         if limits.overflow != "reject_new":
             return None
         if self.bytes >= limits.max_bytes:
@@ -219,9 +350,14 @@ class Outbox:
         return max(0, limits.max_rows - self.rows)
 
     async def refuse(self, count: int) -> None:
-        """Count and audit ``count`` records refused before sealing (beyond ``room_for_new``)."""
+        """Count (and audit, when storage can take it) ``count`` records refused before sealing
+        (beyond ``room_for_new``)."""
+        if self.health.fault is not None:
+            self._counters.inc("dropped.storage_unavailable", count)
+            return
         self._counters.inc("outbox.overflow_rejected", count)
-        await self._audit_overflow("reject_new", count)
+        with contextlib.suppress(StorageUnavailableError):
+            await self._audit_overflow("reject_new", count)
 
     async def _make_room(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
         incoming = len(rows)
@@ -298,7 +434,7 @@ class Outbox:
         await self._audit.append("outbox.overflow", policy=policy, records=count)
 
     async def fetch_after(self, last_id: int, limit: int) -> list[Pending]:
-        """Return up to ``limit`` rows with id > ``last_id``, oldest first."""
+        """Return up to ``limit`` queued rows with id > ``last_id``, oldest first."""
         recent = self._recent
         while recent and recent[0].id <= last_id:
             recent.popleft()
@@ -309,29 +445,34 @@ class Outbox:
             "WHERE id > ? ORDER BY id LIMIT ?",
             (last_id, limit),
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [Pending(int(r[0]), r[1], bytes(r[2]), r[3], r[4], bool(r[5])) for r in rows]
+            found = await cursor.fetchall()
+        rows = [
+            Pending(int(r[0]), r[1], bytes(r[2]), r[3], r[4], bool(r[5]))
+            for r in found
+            if int(r[0]) not in self._deletes
+        ]
+        after = rows[-1].id if rows else last_id
+        for i, row in self._staged.items():  # newer than anything on disk
+            if len(rows) >= limit:
+                break
+            if i > after:
+                rows.append(
+                    Pending(i, row.topic, row.payload, row.device, row.category, row.retain)
+                )
+        return rows
 
-    async def delete(self, ids: Sequence[int], size: int) -> int:
-        """Delete acknowledged rows (``size`` payload bytes in all) in one transaction.
+    def delete(self, ids: Sequence[int], size: int) -> int:
+        """Forget acknowledged rows (``size`` payload bytes in all); return how many.
 
-        Returns how many rows were deleted; fewer than ``len(ids)`` when some were purged
-        meanwhile, in which case the byte count is taken from the table again.
+        A row not on disk yet is dropped from memory and never written; the deletes of rows
+        on disk are written with the next group commit.
         """
-        if not ids:
-            return 0
-        async with transaction(self._db):
-            async with self._db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(ids),),
-            ) as cursor:
-                removed = cursor.rowcount
-            self.rows -= removed
-            if removed == len(ids):
-                self.bytes -= size
-            else:
-                await self._recount()
-        return removed
+        for i in ids:
+            if self._staged.pop(i, None) is None:
+                self._deletes[i] = 0
+        self.rows -= len(ids)
+        self.bytes -= size
+        return len(ids)
 
     async def _recount(self) -> None:
         async with self._db.execute(
@@ -339,17 +480,21 @@ class Outbox:
         ) as cursor:
             row = await cursor.fetchone()
         assert row is not None
-        self.rows, self.bytes = int(row[0]), int(row[1])
+        self.rows = int(row[0]) + len(self._staged) - len(self._deletes)
+        self.bytes = int(row[1]) + sum(len(r.payload) for r in self._staged.values())
 
     async def tombstone(self, category: str, device: str | None = None) -> Tombstone:
-        """Kill every record of ``category`` (of ``device``) committed so far, durably.
+        """Kill every record of ``category`` (of ``device``) queued so far.
 
-        The rows stay on disk until ``purge(tombstone)`` deletes them; meanwhile ``is_dead``
-        tells the publisher to skip them, across restarts too.
+        It holds in memory at once (``is_dead``) and is written in the caller's transaction;
+        if that rolls back it is kept and written by the next successful commit. The rows
+        stay until ``purge(tombstone)`` deletes them; meanwhile ``is_dead`` tells the publisher
+        to skip them, across restarts too.
         """
         stone = Tombstone(category, device, self._last_id)
         self._tombstones.append(stone)
         async with transaction(self._db):
+            on_rollback(self._db, lambda: self._unsaved_stones.append(stone))
             await self._db.execute(
                 "INSERT OR IGNORE INTO tombstones (category, device, up_to) VALUES (?, ?, ?)",
                 (category, device or "", stone.up_to),
@@ -365,15 +510,34 @@ class Outbox:
         """Return whether a tombstone covers ``row`` (it must never be published)."""
         return any(stone.covers(row) for stone in self._tombstones)
 
+    def _drop_staged(self, dead: Callable[[int, OutboxRow], bool]) -> int:
+        """Forget staged rows for which ``dead(id, row)`` holds (never written); return how many."""
+        victims = [i for i, row in self._staged.items() if dead(i, row)]
+        for i in victims:
+            row = self._staged.pop(i)
+            self.rows -= 1
+            self.bytes -= len(row.payload)
+        if victims:
+            self._recent.clear()
+        return len(victims)
+
     async def purge(self, stone: Tombstone) -> int:
         """Delete the rows ``stone`` covers, then forget it; return how many were deleted."""
+        removed = self._drop_staged(
+            lambda i, r: (
+                i <= stone.up_to
+                and r.category == stone.category
+                and (stone.device is None or r.device == stone.device)
+            )
+        )
         clauses = ["category = ?", "id <= ?"]
         args: list[object] = [stone.category, stone.up_to]
         if stone.device is not None:
             clauses.append("device = ?")
             args.append(stone.device)
         async with transaction(self._db):
-            removed = await self._delete_where(" AND ".join(clauses), tuple(args))
+            await self.write_pending()
+            removed += await self._delete_where(" AND ".join(clauses), tuple(args))
             await self._db.execute(
                 "DELETE FROM tombstones WHERE category = ? AND device = ? AND up_to = ?",
                 (stone.category, stone.device or "", stone.up_to),
@@ -384,23 +548,32 @@ class Outbox:
 
     async def purge_all(self, device: str | None = None) -> int:
         """Delete every queued record (of ``device``, if given), announcements excepted."""
+        removed = self._drop_staged(
+            lambda _, r: r.category != EPOCH_CATEGORY and (device is None or r.device == device)
+        )
         clauses, args = ["category != ?"], [EPOCH_CATEGORY]
         if device is not None:
             clauses.append("device = ?")
             args.append(device)
         async with transaction(self._db):
-            return await self._delete_where(" AND ".join(clauses), tuple(args))
+            await self.write_pending()
+            return removed + await self._delete_where(" AND ".join(clauses), tuple(args))
 
     async def expire(self, now: float | None = None) -> int:
         """Destroy records whose retention ran out; return how many."""
         moment = self._clock() if now is None else now
+        removed = self._drop_staged(
+            lambda _, r: r.expires <= moment and r.category != EPOCH_CATEGORY
+        )
         async with transaction(self._db):
-            return await self._delete_where(
+            await self.write_pending()
+            return removed + await self._delete_where(
                 "expires <= ? AND category != ?", (moment, EPOCH_CATEGORY)
             )
 
     async def _delete_where(self, where: str, args: tuple[object, ...]) -> int:
-        # Called inside the caller's transaction.
+        # Called inside the caller's transaction, after _write_pending (nothing acknowledged
+        # is left on disk, so every row deleted here is counted once).
         # One statement per call (aiosqlite costs a thread hop per await); RETURNING gives the
         # freed sizes without a second scan (SQLite >= 3.35). ``where`` is a constant of ours.
         async with self._db.execute(
@@ -414,6 +587,41 @@ class Outbox:
         self.rows -= removed
         self.bytes -= freed
         return removed
+
+    async def queued(self, device: str | None = None) -> list[QueuedGroup]:
+        """Return what is queued (of ``device``) per device and category, announcements
+        excepted, in (device, category) order."""
+        with contextlib.suppress(StorageUnavailableError):  # then the disk is a moment behind
+            await self.commit()
+        where, args = "category != ?", [EPOCH_CATEGORY]
+        if device is not None:
+            where, args = where + " AND device = ?", [*args, device]
+        async with self._db.execute(
+            "SELECT device, category, COUNT(*), SUM(LENGTH(payload)), MIN(created), "  # noqa: S608 - constant clauses, values bound
+            f"MAX(created), MIN(expires) FROM outbox WHERE {where} GROUP BY device, category",
+            tuple(args),
+        ) as cursor:
+            groups = {
+                (r[0], r[1]): QueuedGroup(
+                    r[0], r[1], int(r[2]), int(r[3]), float(r[4]), float(r[5]), float(r[6])
+                )
+                for r in await cursor.fetchall()
+            }
+        for row in self._staged.values():
+            if row.category == EPOCH_CATEGORY or (device is not None and row.device != device):
+                continue
+            key = (row.device, row.category)
+            seen = groups.get(key)
+            groups[key] = QueuedGroup(
+                row.device,
+                row.category,
+                (seen.records if seen else 0) + 1,
+                (seen.bytes if seen else 0) + len(row.payload),
+                min(seen.oldest, row.created) if seen else row.created,
+                max(seen.newest, row.created) if seen else row.created,
+                min(seen.expires, row.expires) if seen else row.expires,
+            )
+        return [groups[key] for key in sorted(groups)]
 
     async def announcements(self, since_epoch: int = 0) -> list[tuple[int, bytes]]:
         """Return the stored announcements of epochs >= ``since_epoch``, oldest first."""

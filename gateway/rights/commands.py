@@ -15,12 +15,12 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from gateway.changes import Change
 from gateway.commands.router import Router, reject_unknown, require
 from gateway.consent.catalogue import CATEGORIES, DEVICE_BASIC
 from gateway.consent.store import save_policy
 from gateway.devices.commands import device_param
 from gateway.errors import CommandError
-from gateway.model import EPOCH_CATEGORY
 from gateway.outbox.store import Tombstone
 from gateway.rights.export import build_document, hub_subject, seal_export
 from gateway.storage.db import transaction
@@ -70,23 +70,27 @@ def register_rights_commands(router: Router, hub: Hub) -> None:
         """Switch restriction; on: queued personal records are killed before the answer."""
         reject_unknown(params, frozenset({"enabled"}))
         enabled = require(params, "enabled", bool)
-        async with hub.pipeline.exclusive():
-            hub.policy.set_restricted(enabled)
-            if enabled:
-                hub.pipeline.forget_aggregates()
         personal = [c for c in CATEGORIES if c != DEVICE_BASIC] if enabled else []
-        if personal:
-            await hub.publisher.barrier()
-        async with hub.publisher.paused(), transaction(hub.db):
-            stones = [await hub.outbox.tombstone(c) for c in personal]
-            await save_policy(hub.db, hub.policy)
-            await hub.audit.append(
-                "rights.restrict", enabled=enabled, version=hub.policy.version, purging=personal
+        durable = await hub.changes.make(
+            Change(
+                event="rights.restrict",
+                apply=lambda: hub.policy.set_restricted(enabled),
+                persist=lambda: save_policy(hub.db, hub.policy),
+                withdrawn=personal,
+                details={
+                    "enabled": enabled,
+                    "version": hub.policy.version + 1,
+                    "purging": personal,
+                },
             )
-        for stone in stones:  # deleted after the acknowledgement, like withdrawals
-            hub.purger.submit(stone)
+        )
         hub.publish_consent_soon()
-        return {"version": hub.policy.version, "restricted": enabled, "purging": personal}
+        return {
+            "version": hub.policy.version,
+            "restricted": enabled,
+            "purging": personal,
+            "durable": durable,
+        }
 
     router.add("export", export)
     router.add("erase", erase)
@@ -118,14 +122,10 @@ async def _holds(hub: Hub, device: str) -> bool:
 
 async def _queued_categories(hub: Hub, device: str | None) -> dict[str, int]:
     """Return how many records of each category (of ``device``) are queued."""
-    where, args = "category != ?", [EPOCH_CATEGORY]
-    if device is not None:
-        where, args = where + " AND device = ?", [*args, device]
-    async with hub.db.execute(
-        f"SELECT category, COUNT(*) FROM outbox WHERE {where} GROUP BY category",  # noqa: S608
-        tuple(args),
-    ) as cursor:
-        return {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
+    counts: dict[str, int] = {}
+    for group in await hub.outbox.queued(device):
+        counts[group.category] = counts.get(group.category, 0) + group.records
+    return counts
 
 
 async def _erase(hub: Hub, device: str | None) -> tuple[list[str], int]:

@@ -89,27 +89,17 @@ async def _history(hub: Hub, device: str | None) -> list[dict[str, Any]]:
 
 
 async def _queued(hub: Hub, device: str | None) -> list[dict[str, Any]]:
-    where, args = "category != ?", [EPOCH_CATEGORY]
-    if device is not None:
-        where, args = where + " AND device = ?", [*args, device]
-    async with hub.db.execute(
-        "SELECT device, category, COUNT(*), SUM(LENGTH(payload)), MIN(created), "  # noqa: S608 - constant clauses, values bound
-        f"MAX(created), MIN(expires) FROM outbox WHERE {where} GROUP BY device, category "
-        "ORDER BY device, category",
-        tuple(args),
-    ) as cursor:
-        rows = await cursor.fetchall()
     return [
         {
-            "device": r[0],
-            "category": r[1],
-            "records": int(r[2]),
-            "bytes": int(r[3]),
-            "oldest": float(r[4]),
-            "newest": float(r[5]),
-            "expires": float(r[6]),
+            "device": g.device,
+            "category": g.category,
+            "records": g.records,
+            "bytes": g.bytes,
+            "oldest": g.oldest,
+            "newest": g.newest,
+            "expires": g.expires,
         }
-        for r in rows
+        for g in await hub.outbox.queued(device)
     ]
 
 

@@ -1,26 +1,45 @@
-"""Opening the hub database: aiosqlite on one file, WAL journal, durable across process crashes."""
+"""Opening the hub database and writing to it: aiosqlite on one file, WAL journal, every commit
+on stable storage, storage faults turned into one typed error and a visible state.
+
+Durability: ``synchronous=FULL`` makes SQLite fsync the WAL at every commit, so a transaction
+whose ``commit`` returned survives a power cut (SQLite docs, "PRAGMA synchronous", WAL mode).
+That is what an acknowledged change needs; readings do not pay for it one by one because the
+outbox commits them in groups (``[outbox] commit_interval_s``, see gateway/outbox/store.py).
+
+Faults: a write that fails because the disk is full, the file system went read-only or the
+device reports I/O errors raises ``StorageUnavailableError`` (rolled back, nothing half-written) and
+marks the connection's ``StorageHealth`` faulty until a later commit succeeds. The daemon keeps
+running on that state (docs/storage.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import aiosqlite
 
-from gateway.errors import StorageError
+from gateway.errors import StorageError, StorageUnavailableError
+
+logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "consentgate.db"
+RETRY_S: Final = 1.0
+T = TypeVar("T")
 
-# synchronous=NORMAL in WAL mode: a committed transaction survives a crash of the process
-# (kill -9); only an OS crash or power loss may lose the last transactions (SQLite docs, "WAL").
+# synchronous=FULL in WAL mode: the WAL is fsynced at every commit, so a committed transaction
+# survives a power cut, not only a crash of the process (SQLite docs, "PRAGMA synchronous").
 _PRAGMAS: Final = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
+    "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
     "PRAGMA secure_delete=FAST",  # erased rows are overwritten where it costs no extra I/O
@@ -47,6 +66,105 @@ async def open_database(state_dir: Path) -> aiosqlite.Connection:
     return db
 
 
+# Primary result codes (extended code & 0xff) that mean the storage itself failed, not the SQL.
+_FAULTS: Final = {
+    8: "read_only",  # SQLITE_READONLY (EROFS: ext4 errors=remount-ro)
+    10: "io_error",  # SQLITE_IOERR (EIO, and ENOSPC met while writing the WAL or a temp file)
+    13: "full",  # SQLITE_FULL
+    14: "io_error",  # SQLITE_CANTOPEN (the WAL or its index could not be created)
+}
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """Return ``full``, ``read_only`` or ``io_error`` if ``exc`` is a storage fault, else None."""
+    if isinstance(exc, StorageUnavailableError):
+        return exc.reason
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return _FAULTS.get(code & 0xFF)
+        text = str(exc).lower()
+        if "disk is full" in text:
+            return "full"
+        if "readonly" in text or "read-only" in text:
+            return "read_only"
+        if "disk i/o error" in text:
+            return "io_error"
+    if isinstance(exc, OSError):
+        return "full" if exc.errno == 28 else "io_error"  # ENOSPC
+    return None
+
+
+@dataclass(slots=True)
+class StorageHealth:
+    """Whether the database can be written now: ``fault`` is None when it can.
+
+    ``recovered`` is set while storage is healthy; loops that wait for storage to come back
+    wait on it. The fault is logged once when it starts and once when it ends.
+    """
+
+    fault: str | None = None
+    since: float = 0.0  # monotonic time the fault started
+    faults: int = 0  # how many separate faults since start-up
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.recovered.set()
+
+    def failed(self, reason: str) -> None:
+        """Record that a write failed with ``reason`` (logged at the first failure only)."""
+        if self.fault is None:
+            self.faults += 1
+            self.since = time.monotonic()
+            self.recovered.clear()
+            logger.error(
+                "storage unavailable; running from memory until it returns",
+                extra={"reason": reason},
+            )
+        self.fault = reason
+
+    def succeeded(self) -> None:
+        """Record that a commit reached stable storage (logged when it ends a fault)."""
+        if self.fault is not None:
+            logger.warning(
+                "storage recovered",
+                extra={"reason": self.fault, "after_s": round(time.monotonic() - self.since, 1)},
+            )
+            self.fault = None
+            self.recovered.set()
+
+    def report(self) -> dict[str, object]:
+        """Return the ``storage`` part of the health report."""
+        if self.fault is None:
+            return {"state": "ok", "faults": self.faults}
+        return {
+            "state": self.fault,
+            "faults": self.faults,
+            "for_s": round(time.monotonic() - self.since, 1),
+        }
+
+
+_HEALTH: weakref.WeakKeyDictionary[aiosqlite.Connection, StorageHealth] = (
+    weakref.WeakKeyDictionary()
+)
+_ROLLBACK_HOOKS: weakref.WeakKeyDictionary[aiosqlite.Connection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def storage_health(db: aiosqlite.Connection) -> StorageHealth:
+    """Return the (one) fault state of ``db``'s storage."""
+    health = _HEALTH.get(db)
+    if health is None:
+        health = _HEALTH[db] = StorageHealth()
+    return health
+
+
+def on_rollback(db: aiosqlite.Connection, undo: Callable[[], None]) -> None:
+    """Call ``undo`` if the transaction open on ``db`` rolls back (keeps memory in step)."""
+    _ROLLBACK_HOOKS.setdefault(db, []).append(undo)
+
+
 _WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -62,23 +180,38 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
     connection: without this lock one store's ``commit`` would commit another store's
     half-written change. Every write goes through here. A transaction opened inside another
     one by the same task joins it (one commit at the end of the outer block).
+
+    The commit is on stable storage when the block exits (``synchronous=FULL``). A storage
+    fault rolls the transaction back, runs the ``on_rollback`` hooks and raises
+    ``StorageUnavailableError``; any other error rolls back and propagates as it is.
     """
     task = asyncio.current_task()
     if _OWNERS.get(db) is task:  # nested: part of the enclosing transaction
         yield db
         return
     lock = _WRITE_LOCKS.setdefault(db, asyncio.Lock())
+    health = storage_health(db)
     async with lock:
         _OWNERS[db] = task
+        _ROLLBACK_HOOKS[db] = []
         try:
             yield db
-        except BaseException:
-            await db.rollback()
-            raise
-        else:
             await db.commit()
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
+            for undo in reversed(_ROLLBACK_HOOKS.get(db, [])):
+                undo()
+            reason = storage_fault(exc)
+            if reason is None:
+                raise
+            health.failed(reason)
+            raise StorageUnavailableError(reason, f"storage unavailable ({reason})") from exc
+        else:
+            health.succeeded()
         finally:
             _OWNERS.pop(db, None)
+            _ROLLBACK_HOOKS.pop(db, None)
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> bytes | None:
@@ -100,3 +233,13 @@ async def set_metas(db: aiosqlite.Connection, values: dict[str, bytes]) -> None:
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         values.items(),
     )
+
+
+async def until_stored(write: Callable[[], Awaitable[T]]) -> T:
+    """Return ``await write()``, retried every ``RETRY_S`` while storage is unavailable (for
+    background writers: purges, checkpoints, audit entries of device events)."""
+    while True:
+        try:
+            return await write()
+        except StorageUnavailableError:
+            await asyncio.sleep(RETRY_S)

@@ -1,0 +1,144 @@
+"""Fixtures for storage tests: a file system that loses unsynced data, a small disk, and a
+request client for the hub's MQTT API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gateway.config import Config
+
+
+def _needs_root(what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root (CI runs as root)")
+
+
+@pytest.fixture
+def lazy_mount(tmp_path: Path) -> Iterator[Path]:
+    """Mount tests.support.lazyfs at tmp_path/mnt over tmp_path/backing; yield the mount."""
+    _needs_root("a FUSE mount")
+    if shutil.which("fusermount3") is None:
+        pytest.fail("fusermount3 is missing: ./dev installs fuse3")
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    log = (tmp_path / "lazyfs.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.lazyfs", str(backing), str(mount)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while not os.path.ismount(mount):
+        if server.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("lazyfs did not mount: " + (tmp_path / "lazyfs.log").read_text())
+        time.sleep(0.05)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def power_cut(mount: Path, image: Path) -> Path:
+    """Take the image a power cut at this instant leaves of ``mount``; return it."""
+    (mount / ".power-cut").write_text(str(image))
+    return image
+
+
+def inject_fault(mount: Path, reason: str) -> None:
+    """Make the lazy file system fail data writes with ``full`` or ``eio`` (``none`` ends it)."""
+    (mount / ".fault").write_text(reason)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """Mount a 6 MB tmpfs at tmp_path/disk (a small SD card) and yield it."""
+    _needs_root("a tmpfs mount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(disk)], check=True
+    )
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte with one file; return it."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        chunk = bytes(64 * 1024)
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(chunk)
+                out.flush()
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0")
+                out.flush()
+    return filler
+
+
+class Requests:
+    """Sends requests on ``<root>/request/<command>`` and returns their responses."""
+
+    def __init__(self, client: aiomqtt.Client, root: str) -> None:
+        self._client, self._root = client, root
+        self._ids = itertools.count()
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def pump(self) -> None:
+        """Route responses to the requests waiting for them."""
+        async for message in self._client.messages:
+            assert isinstance(message.payload, bytes)
+            body = json.loads(message.payload)
+            future = self._waiting.pop(str(body.get("transaction")), None)
+            if future is not None and not future.done():
+                future.set_result(body)
+
+    async def __call__(self, command: str, **params: Any) -> dict[str, Any]:
+        """Send ``command`` with ``params``; return the response (10 s at most)."""
+        transaction = f"t{next(self._ids)}"
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[transaction] = future
+        payload = json.dumps({"transaction": transaction, **params})
+        await self._client.publish(f"{self._root}/request/{command}", payload, qos=1)
+        async with asyncio.timeout(10):
+            body: dict[str, Any] = await future
+        return body
+
+
+@contextlib.asynccontextmanager
+async def requests(config: Config, port: int) -> AsyncIterator[Requests]:
+    """Yield a request client for the hub of ``config``."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(f"{config.topic_root}/response/#", qos=1)
+        ask = Requests(client, config.topic_root)
+        task = asyncio.create_task(ask.pump(), name="responses")
+        try:
+            yield ask
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

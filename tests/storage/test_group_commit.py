@@ -1,0 +1,98 @@
+"""The quiet outbox: records reach the disk in group commits, and a record the broker
+acknowledged before its group commit is never written."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from gateway.audit.log import AuditLog
+from gateway.config import OutboxConfig
+from gateway.counters import Counters
+from gateway.model import OutboxRow
+from gateway.outbox.store import Outbox
+from gateway.storage.db import open_database, storage_health, transaction
+
+
+def row(i: int, category: str = "telemetry.environment") -> OutboxRow:
+    return OutboxRow(f"cg/h/data/{i:016x}/t", bytes(100), f"{i:016x}", category, 1, float(i), 1e12)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    connection = await open_database(tmp_path)
+    yield connection
+    await connection.close()
+
+
+async def make(db: aiosqlite.Connection, **limits: object) -> Outbox:
+    audit = AuditLog(db)
+    await audit.load()
+    outbox = Outbox(db, OutboxConfig(**limits), Counters(), audit)  # type: ignore[arg-type]
+    await outbox.load()
+    return outbox
+
+
+async def on_disk(db: aiosqlite.Connection) -> int:
+    async with db.execute("SELECT COUNT(*) FROM outbox") as cursor:
+        found = await cursor.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+async def test_a_record_acknowledged_before_its_group_commit_is_never_written(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox = await make(db)
+    await outbox.append([row(i) for i in range(10)])
+    assert await on_disk(db) == 0  # queued in memory, sendable at once
+    sent = await outbox.fetch_after(0, 10)
+    outbox.delete([p.id for p in sent[:7]], 700)
+    assert await outbox.commit() == 3  # only the three still unacknowledged
+    assert await on_disk(db) == 3
+    outbox.delete([p.id for p in sent[7:]], 300)
+    assert await on_disk(db) == 3  # deletes wait for the next group commit too
+    await outbox.commit()
+    assert await on_disk(db) == 0
+    assert (outbox.rows, outbox.bytes) == (0, 0)
+
+
+async def test_the_publisher_sees_records_on_disk_and_in_memory_in_id_order(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox = await make(db)
+    await outbox.append([row(i) for i in range(3)])
+    await outbox.commit()
+    await outbox.append([row(i) for i in range(3, 6)])
+    await outbox.purge_all(device=f"{4:016x}")  # clears the in-memory cache of recent rows
+    devices = [p.device for p in await outbox.fetch_after(0, 10)]
+    assert devices == [f"{i:016x}" for i in (0, 1, 2, 3, 5)]
+
+
+async def test_a_failed_group_commit_keeps_every_record_in_memory(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox = await make(db)
+    await outbox.append([row(i) for i in range(4)])
+
+    async def interrupted() -> None:
+        async with transaction(db):
+            await outbox.write_pending()
+            raise RuntimeError("the disk went away mid-commit")
+
+    with pytest.raises(RuntimeError):
+        await interrupted()
+    assert outbox.staged == 4
+    assert await on_disk(db) == 0
+    assert await outbox.commit() == 4
+    assert await on_disk(db) == 4
+
+
+async def test_a_zero_interval_commits_every_batch(db: aiosqlite.Connection) -> None:
+    outbox = await make(db, commit_interval_s=0.0)
+    await outbox.append([row(i) for i in range(4)])
+    assert await on_disk(db) == 4
+    assert storage_health(db).fault is None
