@@ -68,6 +68,12 @@ class OutboxConfig:
     max_bytes: int = 256 * 1024 * 1024
     overflow: str = "drop_oldest"
     batch_size: int = 1000
+    # Sealed records reach SQLite in group commits at most this often; a record the broker
+    # acknowledged before its group commit is never written (SD-card wear). A power cut may
+    # lose the records of the last interval that the broker had not acknowledged yet.
+    commit_interval_s: float = 1.0
+    # While storage is faulty, at most this many records wait in memory; more are refused.
+    memory_rows: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +393,8 @@ def _outbox(t: _Table) -> OutboxConfig:
         max_bytes=t.integer("max_bytes", 256 * 1024 * 1024, 64 * 1024, 64 * 1024**3),
         overflow=overflow,
         batch_size=t.integer("batch_size", 1000, 1, 10_000),
+        commit_interval_s=t.number("commit_interval_s", 1.0, 0.0, 60.0),
+        memory_rows=t.integer("memory_rows", 20_000, 100, 1_000_000),
     )
     t.done()
     return config

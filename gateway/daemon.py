@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import aiosqlite
 
 from gateway.audit.log import AuditLog
+from gateway.changes import Changes
 from gateway.commands.router import Router
 from gateway.config import Config
 from gateway.consent.policy import ConsentPolicy
@@ -30,7 +31,7 @@ from gateway.counters import Counters
 from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StorageUnavailableError
 from gateway.mqtt.link import MqttLink, Request
 from gateway.mqtt.topics import Topics
 from gateway.outbox.publisher import Publisher
@@ -69,6 +70,7 @@ class Hub:
     router: Router
     sealer: Sealer
     purger: Purger
+    changes: Changes
     started: float = field(default_factory=time.time)
     simulated: set[str] = field(default_factory=set)
     registry: DeviceRegistry | None = None
@@ -111,7 +113,9 @@ class Hub:
                 "bytes": self.outbox.bytes,
                 "inflight": self.publisher.inflight,
                 "queued": self.pipeline.queued,
+                "unwritten": self.outbox.staged,
             },
+            "storage": {**self.changes.health.report(), "changes_pending": self.changes.pending},
             "committed": self.pipeline.committed,
             "devices": self.registry.counts() if self.registry is not None else {},
             "counters": counters,
@@ -165,6 +169,9 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
     publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
     purger = Purger(outbox, counters, audit)
+    changes = Changes(
+        db=db, audit=audit, outbox=outbox, publisher=publisher, pipeline=pipeline, purger=purger
+    )
     hub = Hub(
         config=config,
         topics=topics,
@@ -180,6 +187,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         router=Router(),
         sealer=sealer,
         purger=purger,
+        changes=changes,
     )
     pipeline.known_device = hub.known_device
     _wire(hub)
@@ -221,6 +229,8 @@ def _wire(hub: Hub) -> None:
     hub.loops["mqtt-link"] = hub.link.run
     hub.loops["outbox-publisher"] = hub.publisher.run
     hub.loops["outbox-purger"] = hub.purger.run
+    hub.loops["outbox-commit"] = hub.outbox.run
+    hub.loops["held-changes"] = hub.changes.run
     hub.loops["pipeline"] = hub.pipeline.run
     hub.loops["epoch-timer"] = hub.pipeline.tick_forever
     hub.loops["health"] = functools.partial(_health_loop, hub)
@@ -313,12 +323,19 @@ async def run(
 
 
 async def _drain(hub: Hub) -> None:
-    """Commit queued readings, then let the publisher send for up to DRAIN_S seconds."""
+    """Seal queued readings, let the publisher send for up to DRAIN_S seconds, then write
+    what is left to disk."""
     await hub.pipeline.flush()
-    if not hub.link.connected.is_set():
-        return
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DRAIN_S):
-            # two conditions owned by two components, bounded by DRAIN_S
-            while hub.outbox.rows > 0 and hub.link.connected.is_set():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+    if hub.link.connected.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_S):
+                # two conditions owned by two components, bounded by DRAIN_S
+                while hub.outbox.rows > 0 and hub.link.connected.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+    try:
+        await hub.outbox.commit()
+    except StorageUnavailableError:
+        logger.error(
+            "records not written at the stop: storage unavailable",  # noqa: TRY400
+            extra={"records": hub.outbox.staged},
+        )
