@@ -27,14 +27,16 @@ def render(inputs: DisclosureInputs, fmt: str) -> str:
 def text(doc: Disclosure) -> str:
     """Return ``doc`` as wrapped plain text."""
     out = [doc.title, "=" * len(doc.title), ""]
-    out += [textwrap.fill(s, 78) for s in doc.introduction]
+    for sentence in doc.introduction:
+        out += [textwrap.fill(sentence, 78), ""]
     for section in doc.sections:
-        out += ["", section.heading, "-" * len(section.heading)]
+        out += [section.heading, "-" * len(section.heading)]
         out += [
             textwrap.fill(s, 78, initial_indent="- ", subsequent_indent="  ")
             for s in section.sentences
         ]
-    return "\n".join(out) + "\n"
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
 
 
 def markdown(doc: Disclosure) -> str:

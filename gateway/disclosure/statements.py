@@ -17,6 +17,7 @@ from gateway.consent.catalogue import (
     AGGREGATE,
     CATEGORIES,
     COARSE,
+    DEFAULT_FLAGS,
     DEVICE_BASIC,
     OFF,
     PSEUDONYMISE,
@@ -98,7 +99,7 @@ def _device(inputs: DisclosureInputs, policy: ConsentPolicy, device: DeviceFacts
     label = device.name or f"device {device.id}"
     sentences = [
         f"Paired over {_transport(device.transport)} with the {device.driver} driver"
-        + _cause(_paired(inputs.history, device.id), verb="paired")
+        + _since(_paired(inputs.history, device.id))
         + f"; its pseudonym is {device.id}."
     ]
     for category in sorted(by_category, key=lambda c: (c != DEVICE_BASIC, c)):
@@ -121,7 +122,7 @@ def _category(
         return f"{subject}: always collected for the service and sent, sealed, {keep}."
     state = policy.decide(device, category)
     flag = CATEGORIES[category].flag
-    why = _cause(_last_flag(inputs.history, flag, device))
+    why = _cause(_last_flag(inputs.history, flag, device), default=_is_default(flag, state))
     if inputs.try_now or inputs.restricted:
         return f"{subject}: not collected while {_switch(inputs)} is on."
     if state == OFF:
@@ -160,11 +161,19 @@ def _switch(inputs: DisclosureInputs) -> str:
     return "Try Now mode" if inputs.try_now else "the restriction"
 
 
-def _cause(event: ConsentEvent | None, verb: str = "set") -> str:
+def _cause(event: ConsentEvent | None, *, default: bool = True) -> str:
     if event is None:
-        return " by default" if verb == "set" else ""
+        return " by default" if default else " (no change of it is in the audit log)"
     command = CONSENT_EVENTS.get(event.event, event.event)
-    return f" since {_when(event.ts)}, {verb} by the command {command} (audit entry {event.seq})"
+    return f" since {_when(event.ts)}, set by the command {command} (audit entry {event.seq})"
+
+
+def _is_default(flag: str | None, state: str) -> bool:
+    return flag is not None and DEFAULT_FLAGS.get(flag) == state
+
+
+def _since(event: ConsentEvent | None) -> str:
+    return "" if event is None else f" since {_when(event.ts)} (audit entry {event.seq})"
 
 
 def _last(history: Iterable[ConsentEvent], name: str) -> ConsentEvent | None:

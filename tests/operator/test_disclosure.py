@@ -93,3 +93,37 @@ class Tags(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         assert self.open.pop() == tag
+
+
+def test_sentences_come_from_the_facts() -> None:
+    from gateway.consent.catalogue import CATEGORIES  # noqa: PLC0415
+    from gateway.disclosure.model import DeviceFacts, DisclosureInputs  # noqa: PLC0415
+    from gateway.disclosure.render import render  # noqa: PLC0415
+
+    scale = DeviceFacts(
+        "aa11bb22cc33dd44", "Bathroom <scale>", "scale", "ble", {"rssi": "device.network"}
+    )
+    inputs = DisclosureInputs(
+        hub_id="home",
+        generated_at=0.0,
+        recipient=None,
+        retention_s=dict.fromkeys(CATEGORIES, 3600.0),
+        aggregate_window_s=90.0,
+        flags={"network": "coarse"},
+        overrides={},
+        try_now=False,
+        restricted=False,
+        consent_version=1,
+        devices=(scale,),
+    )
+    text = " ".join(render(inputs, "text").split())
+    assert "No recipient key is configured, so nothing can be sent." in text
+    assert "with identifiers replaced by keyed-hash pseudonyms" in text
+    assert "kept on the hub at most 1 hour until sent" in text
+    assert "consent 'network' is coarse (no change of it is in the audit log)" in text
+    assert "Bathroom &lt;scale&gt;" in render(inputs, "html")  # names are escaped
+    restricted = DisclosureInputs.from_json({**inputs.to_json(), "restricted": True})
+    assert "not collected while the restriction is on" in " ".join(
+        render(restricted, "text").split()
+    )
+    assert DisclosureInputs.from_json(inputs.to_json()) == inputs
