@@ -55,6 +55,7 @@ def lazy_mount(tmp_path: Path) -> Iterator[Path]:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
         log.close()
 
 
@@ -65,7 +66,8 @@ def power_cut(mount: Path, image: Path) -> Path:
 
 
 def inject_fault(mount: Path, reason: str) -> None:
-    """Make the lazy file system fail data writes with ``full`` or ``eio`` (``none`` ends it)."""
+    """Make the lazy file system fail data writes with ``full``, ``eio`` or ``read_only``
+    (``none`` ends it)."""
     (mount / ".fault").write_text(reason)
 
 
@@ -87,16 +89,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte with one file; return it."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
-        chunk = bytes(64 * 1024)
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(chunk)
-                out.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0")
-                out.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (64 * 1024, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(size))
+    finally:
+        os.close(fd)
     return filler
 
 

@@ -8,6 +8,7 @@ cut would leave, then boots a new hub on that image and asks it what holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 from pathlib import Path
@@ -101,7 +102,7 @@ async def test_a_withdrawals_tombstones_survive_a_power_cut_with_its_records_que
                 answer = await ask("consent/set", flag="telemetry", state="off")
                 image = power_cut(lazy_mount, tmp_path / "image")
             assert answer["data"]["durable"] is True
-    with sqlite3.connect(image / "state" / "consentgate.db") as db:
+    with contextlib.closing(sqlite3.connect(image / "state" / "consentgate.db")) as db:
         stones = db.execute("SELECT category FROM tombstones").fetchall()
         queued = db.execute(
             "SELECT COUNT(*) FROM outbox WHERE category = 'telemetry.environment'"

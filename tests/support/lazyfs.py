@@ -10,8 +10,9 @@ A power cut is asked for by writing a directory path to the file ``/.power-cut``
 server copies BACKING there (operations are served one at a time, so the copy is one instant),
 and that copy is the image a hub boots from after the cut. The process keeps serving.
 
-Writing a reason (``full`` or ``eio``) to ``/.fault`` makes every later data write and fsync
-fail with ENOSPC or EIO; writing ``none`` ends it (storage-fault tests).
+Writing a reason (``full``, ``eio`` or ``read_only``) to ``/.fault`` makes every later data
+write and fsync fail with ENOSPC, EIO or EROFS (as after ext4's ``errors=remount-ro``, which a
+test cannot trigger on a file system with files open for writing); writing ``none`` ends it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import mfusepy as fuse
 POWER_CUT: Final = "/.power-cut"
 FAULT: Final = "/.fault"
 _CONTROL: Final = (POWER_CUT, FAULT)
-_FAULT_ERRNO: Final = {"full": errno.ENOSPC, "eio": errno.EIO}
+_FAULT_ERRNO: Final = {"full": errno.ENOSPC, "eio": errno.EIO, "read_only": errno.EROFS}
 
 
 @dataclass
