@@ -59,8 +59,9 @@ def test_field_category() -> None:
 
 
 def test_mdns_service_types_come_from_driver_declarations() -> None:
-    assert set(drivers.mdns_drivers()) == {"_shelly._tcp.local."}
+    assert set(drivers.mdns_drivers()) == {"_shelly._tcp.local.", "_wled._tcp.local."}
     assert drivers.mdns_drivers()["_shelly._tcp.local."].name == "shelly"
+    assert drivers.mdns_drivers()["_wled._tcp.local."].name == "wled"
 
 
 def test_plugins_are_validated(caplog: pytest.LogCaptureFixture) -> None:
