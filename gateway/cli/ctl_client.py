@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -223,4 +224,7 @@ def _client(target: Target, protocol: int, timeout: float) -> aiomqtt.Client:
         tls_params=tls,
         protocol=aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311,
         timeout=timeout,
+        # A request follows the PUBACK of the previous answer: without this, Nagle holds it
+        # until the broker's delayed ACK (40 ms and more per request).
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
