@@ -26,7 +26,7 @@ from gateway.changes import Changes
 from gateway.commands.router import Router
 from gateway.config import Config
 from gateway.consent.policy import ConsentPolicy
-from gateway.consent.store import load_policy
+from gateway.consent.store import load_policy_checked, save_policy
 from gateway.counters import Counters
 from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
@@ -39,7 +39,7 @@ from gateway.outbox.purger import Purger
 from gateway.outbox.store import Outbox
 from gateway.pipeline import Pipeline
 from gateway.pseudonym import Pseudonymizer
-from gateway.storage.db import open_database
+from gateway.storage.db import open_database, state_lost, transaction
 from gateway.systemd import notify, watchdog_interval
 from gateway.tasks import reraise_if_cancelling
 from gateway.transports import open_devices
@@ -127,6 +127,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     from drivers import field_category  # noqa: PLC0415 - driver registry loads entry points
 
     state = config.state_dir
+    lost = state_lost(state)
     db = await open_database(state)
     stack.push_async_callback(db.close)
     counters = Counters()
@@ -134,7 +135,9 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     await audit.load()
     outbox = Outbox(db, config.outbox, counters, audit)
     await outbox.load()
-    policy = await load_policy(db)
+    policy, problems = await load_policy_checked(db, state_lost=lost)
+    if problems:
+        await _fail_closed(db, audit, policy, problems)
     pseudonyms = Pseudonymizer.from_state_dir(state)
     topics = Topics(config.topic_root)
     last_epoch, prev_hash = await outbox.last_epoch()
@@ -196,6 +199,21 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
 
     install_governance(hub)
     return hub
+
+
+async def _fail_closed(
+    db: aiosqlite.Connection, audit: AuditLog, policy: ConsentPolicy, problems: list[str]
+) -> None:
+    """Persist the closed consent state a damaged one was replaced by; log and audit it."""
+    for problem in problems:
+        logger.error(
+            "damaged state: %s; run `consentgate doctor --config FILE`, then restore a backup "
+            "or set consent again with consent/set",
+            problem,
+        )
+    async with transaction(db):
+        await save_policy(db, policy)
+        await audit.append("state.damaged", problems=problems)
 
 
 def _wire(hub: Hub) -> None:
@@ -335,7 +353,7 @@ async def _drain(hub: Hub) -> None:
     try:
         await hub.outbox.commit()
     except StorageUnavailableError:
-        logger.error(
-            "records not written at the stop: storage unavailable",  # noqa: TRY400
+        logger.error(  # noqa: TRY400 - the fault was logged once; a traceback is noise
+            "records not written at the stop: storage unavailable",
             extra={"records": hub.outbox.staged},
         )

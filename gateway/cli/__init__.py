@@ -21,6 +21,7 @@ _COMMAND_MODULES: Final = (
     "gateway.cli.envelope_cmds",
     "gateway.cli.demo",
     "gateway.cli.audit_cmds",
+    "gateway.cli.doctor",
     "gateway.cli.ctl",
     "gateway.disclosure.cli",
     "gateway.backup.cli",

@@ -140,6 +140,11 @@ async def _read_only(state_dir: Path) -> AsyncIterator[aiosqlite.Connection]:
         await db.close()
 
 
+async def audit_report(state_dir: Path) -> AuditReport:
+    """Verify the audit log in ``state_dir`` with the hub's own key (read-only)."""
+    return await _verify(state_dir, None)
+
+
 async def _verify(state_dir: Path, hub_key: str | None) -> AuditReport:
     async with _read_only(state_dir) as db:
         key = parse_hub_public(hub_key, where="--hub-key") if hub_key else _hub_public(state_dir)

@@ -46,6 +46,20 @@ _PRAGMAS: Final = (
 )
 
 
+def state_lost(state_dir: Path) -> bool:
+    """Return whether the database is missing or empty although the hub's identity exists
+    (an SD card that lost a file): its state must not start again from defaults."""
+    from gateway.envelope.keys import HUB_KEY_FILE  # noqa: PLC0415 - avoids a cycle
+
+    if not (state_dir / HUB_KEY_FILE).exists():
+        return False
+    database = state_dir / DB_FILE
+    try:
+        return database.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
 async def open_database(state_dir: Path) -> aiosqlite.Connection:
     """Open (creating if needed) the hub database in ``state_dir``: WAL, secure delete (FAST)."""
     try:
