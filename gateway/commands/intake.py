@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.commands.router import (
     MAX_REQUEST_BYTES,
@@ -46,8 +45,14 @@ REFUSALS_MAX: Final = 1024
 CRITICAL: Final = frozenset({"consent/set", "try_now", "restrict", "erase", "unpair"})
 MAX_TOPIC_BYTES: Final = 65535  # MQTT 5 section 1.5.4: a UTF-8 string's length is 2 bytes
 
-Send = Callable[[str, bytes, bytes | None], None]
-"""``send(topic, payload, correlation)``: queue one answer on the broker connection."""
+
+class Send(Protocol):
+    """Queues one answer on the broker connection."""
+
+    def __call__(
+        self, topic: str, payload: bytes, correlation: bytes | None, *, qos: int = 1
+    ) -> None:
+        """Queue ``payload`` on ``topic`` echoing ``correlation``, at ``qos``."""
 
 
 _Kind = tuple[str, str, str, str | None]
@@ -215,7 +220,9 @@ class Intake:
         request = item.request
         transaction = recover_transaction(request.payload)
         response = error_response(request.command, transaction, error)
-        self._send(item.topic, response.encode(), request.correlation)
+        # at QoS 0: a refusal made on arrival costs no PUBACK to read back, which matters
+        # under a flood (the requester asks again if it is lost; it changed nothing)
+        self._send(item.topic, response.encode(), request.correlation, qos=0)
         command = request.command if self._router.knows(request.command) else ""
         kind = (command, error.code, error.message, item.client)
         pending = self._refusals.get(kind)

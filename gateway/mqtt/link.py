@@ -105,11 +105,13 @@ class Connection:
         *,
         retain: bool = False,
         properties: Properties | None = None,
+        qos: int = 1,
     ) -> None:
-        """Queue one QoS 1 message without waiting for its PUBACK (paho keeps the order)."""
+        """Queue one message (QoS 1 unless told) without waiting for its PUBACK (paho keeps
+        the order)."""
         # Control answers and retained state must not wait behind the records in flight: a
         # PUBACK comes only after the broker has taken every record sent before.
-        self.paho.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        self.paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     async def subscribe(self, topic: str) -> None:
         """Subscribe to ``topic`` at QoS 1 and wait for the SUBACK (same failures as publish)."""
@@ -289,14 +291,16 @@ class MqttLink:
         correlation = getattr(props, "CorrelationData", None) if props else None
         self._on_request(Request(command, bytes(message.payload), response_topic, correlation))
 
-    def answer(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+    def answer(
+        self, topic: str, payload: bytes, correlation: bytes | None, *, qos: int = 1
+    ) -> None:
         """Queue a response on the live connection (dropped if there is none), echoing the
         MQTT 5 correlation data."""
         connection = self.connection
         if connection is None:
             return
         try:
-            connection.send(topic, payload, properties=response_properties(correlation))
+            connection.send(topic, payload, properties=response_properties(correlation), qos=qos)
         except ValueError:  # a topic paho will not publish to (the intake checks it first)
             logger.warning("response topic refused by the MQTT client")
 

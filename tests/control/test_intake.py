@@ -26,7 +26,9 @@ class Sent:
     def __init__(self) -> None:
         self.items: list[tuple[str, dict[str, Any]]] = []
 
-    def __call__(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+    def __call__(
+        self, topic: str, payload: bytes, correlation: bytes | None, *, qos: int = 1
+    ) -> None:
         self.items.append((topic, json.loads(payload)))
 
     def by_transaction(self) -> dict[Any, dict[str, Any]]:
