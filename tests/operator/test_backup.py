@@ -36,6 +36,7 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
 
     async with subscribed(sink):
         async with running_hub(config) as hub:
+            await eventually(hub.link.connected.is_set, what="hub connected")
             pseudonyms = sorted(hub.simulated)
             signed = await ctl(
                 broker.port, hub_id, "consent", "set", "health", "on", "--sign-key", str(key_file)

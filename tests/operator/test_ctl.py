@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.cli.ctl import ERROR_EXITS, EXIT_NO_ANSWER
 from tests.operator.helpers import ctl
-from tests.support.hub import hub_config, running_hub
+from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
 
@@ -18,6 +18,7 @@ async def test_ctl_drives_the_hub(broker: Mosquitto, tmp_path: Path) -> None:
     hub_id = "ctl-main"
     config = hub_config(tmp_path, broker.port, hub_id, simulator={"devices": 2, "rate_hz": 2.0})
     async with running_hub(config) as hub:
+        await eventually(hub.link.connected.is_set, what="hub connected")
         status = await ctl(broker.port, hub_id, "status")
         assert status.code == 0, status.err
         assert "connected (1 connects" in status.out
@@ -108,6 +109,7 @@ async def test_ctl_signs_signed_commands(broker: Mosquitto, tmp_path: Path) -> N
     hub_id = "ctl-signed"
     config = hub_config(tmp_path, broker.port, hub_id, commands={"signing_keys": [public]})
     async with running_hub(config) as hub:
+        await eventually(hub.link.connected.is_set, what="hub connected")
         unsigned = await ctl(broker.port, hub_id, "consent", "set", "health", "on")
         assert unsigned.code == ERROR_EXITS["unauthorized"]
         assert hub.policy.flag("health") == "off"

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.demo.broker import EmbeddedBroker
 from tests.operator.helpers import ctl
-from tests.support.hub import hub_config, running_hub
+from tests.support.hub import eventually, hub_config, running_hub
 
 pytest.importorskip("amqtt")
 
@@ -20,6 +20,9 @@ async def test_ctl_falls_back_to_mqtt_3_1_1(tmp_path: Path) -> None:
         hub_id = "ctl-legacy"
         config = hub_config(tmp_path, broker.port, hub_id, mqtt={"protocol": 4})
         async with running_hub(config) as hub:
+            # a request in the link's first instants can go unanswered (its connection is
+            # published only after the status); an operator would simply retry
+            await eventually(hub.link.connected.is_set, what="hub connected")
             # amqtt answers an MQTT 5 CONNECT with "unsupported protocol version": without the
             # fallback this would exit 3 (no broker).
             run = await ctl(broker.port, hub_id, "consent", "set", "health", "on", "--json")

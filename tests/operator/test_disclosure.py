@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gateway.envelope.keys import load_recipient_public, recipient_kid
 from tests.operator.helpers import cli, ctl, write_config
-from tests.support.hub import hub_config, running_hub
+from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
 
@@ -28,6 +28,7 @@ async def test_disclosure_follows_the_live_state(broker: Mosquitto, tmp_path: Pa
     toml = write_config(tmp_path, broker.port, hub_id)
     rkid = recipient_kid(load_recipient_public(tmp_path / "recipient" / "recipient.pub")).hex()
     async with running_hub(config) as hub:
+        await eventually(hub.link.connected.is_set, what="hub connected")
         first, second = sorted(hub.simulated)
         for argv in (
             ("consent", "set", "health", "coarse"),
