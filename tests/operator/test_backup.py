@@ -132,3 +132,37 @@ def test_recipient_sealed_archive(tmp_path: Path) -> None:
     header_edit = sealed.replace(b'"hub_id":"hub"', b'"hub_id":"hux"')
     with pytest.raises(BackupError, match="does not open"):  # the header is authenticated
         open_archive(header_edit, passphrase=b"passphrase")
+
+
+async def test_backup_to_a_public_key(broker: Mosquitto, tmp_path: Path) -> None:
+    hub_id = "backup-key-hub"
+    generate_recipient(tmp_path / "recipient")
+    backup_key = generate_recipient(tmp_path / "backup-key")
+    toml = write_config(tmp_path, broker.port, hub_id)
+    config = load_config(toml)
+    async with running_hub(config) as hub:
+        await eventually(hub.link.connected.is_set, what="hub connected")
+        assert (await ctl(broker.port, hub_id, "consent", "set", "location", "coarse")).code == 0
+    archive = tmp_path / "hub.backup"
+    made = await cli(
+        "backup", "--config", str(toml), "--out", str(archive),
+        "--recipient", str(backup_key.public_key),
+    )  # fmt: skip
+    assert made.code == 0, made.err
+    assert archive.stat().st_mode & 0o777 == 0o600
+    moved = config.state_dir.with_name("old-state")
+    config.state_dir.rename(moved)  # the old card, kept aside
+    lacking = await cli("restore", "--config", str(toml), "--in", str(archive))
+    assert lacking.code == 2
+    assert "--identity" in lacking.err
+    restored = await cli(
+        "restore", "--config", str(toml), "--in", str(archive),
+        "--identity", str(backup_key.private_key),
+    )  # fmt: skip
+    assert restored.code == 0, restored.err
+    for name in ("hub.key", "pseudonym.key", "storage.key"):
+        assert (config.state_dir / name).read_bytes() == (moved / name).read_bytes()
+        assert (config.state_dir / name).stat().st_mode & 0o777 == 0o600
+    shown = await cli("disclosure", "--config", str(toml))
+    assert shown.code == 0, shown.err
+    assert "consent 'location' is coarse since" in " ".join(shown.out.split())

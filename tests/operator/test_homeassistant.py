@@ -112,6 +112,9 @@ async def test_discovery_drives_consent(broker: Mosquitto, tmp_path: Path) -> No
         clock = await state_of(broker.port, entities["clock"])
         assert clock  # "unknown" from hubs that do not report a clock yet
         assert "{" not in clock
+        storage = hub.health().get("storage")
+        want = storage.get("state", "reported") if isinstance(storage, dict) else "unknown"
+        assert await state_of(broker.port, entities["storage"]) == str(want)
 
 
 async def eventually_state(port: int, entity: dict[str, Any], want: str) -> None:
