@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.backoff import Backoff
 from gateway.config import load_config, resolve_config_path
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
@@ -28,6 +29,7 @@ from gateway.envelope.keys import (
     parse_hub_public,
     raw_public,
 )
+from gateway.envelope.pending import PendingRecords
 from gateway.envelope.session import ConsumeStats, Rejection
 from gateway.envelope.topics import SEGMENT
 from gateway.errors import ConfigError, ConsentgateError
@@ -172,7 +174,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     # aiomqtt is imported only when consuming: the other commands start faster without it.
     from aiomqtt import MqttError  # noqa: PLC0415
 
-    from gateway.envelope.live import BrokerRefusedError  # noqa: PLC0415
+    from gateway.envelope.live import BrokerLostError, BrokerRefusedError  # noqa: PLC0415
 
     try:
         consumer = Consumer(load_recipient_private(args.recipient_key), _trust(args.trust))
@@ -189,7 +191,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
     except BrokerRefusedError as exc:
         print(f"consume: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except MqttError as exc:
+    except (BrokerLostError, MqttError) as exc:
         print(f"consume: broker {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SinkError as exc:
@@ -204,30 +206,44 @@ def cmd_consume(args: argparse.Namespace) -> int:
 async def _consume(
     args: argparse.Namespace, consumer: Consumer, password: str | None, sink: Sink | None
 ) -> ConsumeStats:
-    from gateway.envelope.live import Broker, consume  # noqa: PLC0415
+    from gateway.envelope.live import Broker, BrokerLostError, consume  # noqa: PLC0415
 
     client_id = None
     if not args.ephemeral:
         suffix = "" if args.group is None else f"-{args.group}"
         client_id = args.client_id or f"consentgate-consume-{socket.gethostname()}{suffix}"
     broker = Broker(args.host, args.port, args.username, password)
+    loop = asyncio.get_running_loop()
+    deadline = None if args.seconds is None else loop.time() + args.seconds
+    delays = Backoff(initial=0.2, cap=5.0).delays()
     async with contextlib.AsyncExitStack() as stack:
         if sink is not None:
             await stack.enter_async_context(sink)
-        return await consume(
-            consumer,
-            broker,
-            args.base,
-            on_record=_print_record,
-            on_rejection=_print_rejection,
-            count=args.count,
-            seconds=args.seconds,
-            group=args.group,
-            protocol=PROTOCOLS[args.protocol],
-            client_id=client_id,
-            session_expiry_s=args.session_expiry,
-            sink=sink,
-        )
+        pending = PendingRecords()  # records held for an epoch survive a reconnect
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                return await consume(
+                    consumer,
+                    broker,
+                    args.base,
+                    on_record=_print_record,
+                    on_rejection=_print_rejection,
+                    count=args.count,
+                    seconds=left,
+                    group=args.group,
+                    pending=pending,
+                    protocol=PROTOCOLS[args.protocol],
+                    client_id=client_id,
+                    session_expiry_s=args.session_expiry,
+                    sink=sink,
+                )
+            except BrokerLostError as exc:
+                # A durable session lost nothing: what was not acknowledged is redelivered.
+                if client_id is None or (deadline is not None and loop.time() >= deadline):
+                    raise
+                print(f"consume: {exc}; reconnecting", file=sys.stderr, flush=True)
+                await asyncio.sleep(next(delays))
 
 
 def record_json(record: OpenedRecord) -> str:

@@ -19,6 +19,7 @@ is the only part of the consumer library that needs aiomqtt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,10 @@ DEFAULT_MAX_BATCH = 1000
 
 class BrokerRefusedError(ConsentgateError):
     """The broker refused the connection (wrong MQTT version, credentials, or unreachable)."""
+
+
+class BrokerLostError(ConsentgateError):
+    """The connection was lost after it was made; a durable session may simply reconnect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +100,7 @@ async def consume(
 
     ``ready`` is set once both subscriptions are granted. ``protocol`` 4 speaks MQTT 3.1.1.
     ``on_record`` sees each record after its batch is committed to ``sink`` (when given).
-    Raises BrokerRefusedError when the connection is refused, aiomqtt.MqttError when it is
+    Raises BrokerRefusedError when the connection is refused, BrokerLostError when it is
     lost, and SinkError when the sink fails (nothing of that batch was acknowledged).
     """
     session = Session(consumer, pending)
@@ -127,8 +132,11 @@ async def consume(
         except TimeoutError:
             if not deadline.expired():
                 raise
+    except aiomqtt.MqttError as exc:
+        raise BrokerLostError(f"broker {broker.host}:{broker.port}: {exc}") from exc
     finally:
-        await client.__aexit__(None, None, None)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
     return replace(session.stats(), stored=stored)
 
 
