@@ -52,6 +52,16 @@ class SimulatedAccessory:
         """Return whether a controller holds a pairing with the accessory."""
         return bool(self._driver is not None and self._driver.state.paired)
 
+    async def withdraw(self) -> None:
+        """Withdraw the mDNS announcement (goodbye packets); the HAP server keeps running."""
+        await self._driver.advertiser.async_unregister_service(self._driver.mdns_service_info)
+
+    async def announce(self) -> None:
+        """Announce the accessory again after ``withdraw``."""
+        await self._driver.advertiser.async_register_service(
+            self._driver.mdns_service_info, cooperating_responders=True
+        )
+
     async def __aenter__(self) -> Self:
         from pyhap.accessory import Accessory  # noqa: PLC0415
         from pyhap.accessory_driver import AccessoryDriver  # noqa: PLC0415

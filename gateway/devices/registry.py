@@ -268,6 +268,7 @@ class DeviceRegistry:
             or entry.transport not in self._pairers
             or not self.joining(entry.transport)
             or time.monotonic() < entry.retry_at
+            or not _auto_pairs(self._pairers[entry.transport], entry)
         ):
             return
         self._start_pairing(entry)
@@ -389,3 +390,9 @@ class DeviceRegistry:
             self.set_offline(entry.id)
         for entry in forgotten:
             self._forget(entry)
+
+
+def _auto_pairs(pairer: Pairer, entry: Entry) -> bool:
+    """Return whether a window may pair ``entry`` (a pairer may say no: explicit consent only)."""
+    auto_pairs = getattr(pairer, "auto_pairs", None)
+    return auto_pairs is None or bool(auto_pairs(entry.candidate()))

@@ -55,7 +55,11 @@ class _Accessory:
 
 
 class HomeKitLink:
-    """Pairs, reads and releases HomeKit accessories; started and closed by the mDNS transport."""
+    """Pairs, reads and releases HomeKit accessories; started and closed by the mDNS transport.
+
+    An accessory is online while its event connection is up and ``announced(device)`` (its
+    mDNS service is present); either one lost makes it offline.
+    """
 
     def __init__(
         self,
@@ -66,6 +70,7 @@ class HomeKitLink:
         store: PairingStore,
         *,
         timeout_s: float,
+        announced: Callable[[str], bool] = lambda _: True,
     ) -> None:
         self._azc = azc
         self._registry = registry
@@ -73,6 +78,7 @@ class HomeKitLink:
         self._counters = counters
         self._store = store
         self._timeout = timeout_s
+        self._announced = announced  # whether mDNS announces the device now
         self._controller: Any = None
         self._held: dict[str, _Accessory] = {}
         self._stored: dict[str, dict[str, object]] = {}
@@ -256,7 +262,7 @@ class HomeKitLink:
         held = self._held.get(device)
         if held is None or not self._registry.is_paired(device):
             return
-        if up:
+        if up and self._announced(device):  # online: announced and connected
             self._registry.seen(held.sighting)
         else:
             self._registry.set_offline(device)

@@ -30,7 +30,6 @@ from drivers import announced_drivers
 from drivers.base import Driver, HttpRpcDriver
 from drivers.homekit import NAME as HOMEKIT
 from drivers.lan.inventory import basic_fields, listing_of
-from drivers.lan.listing import Listing
 from gateway.config import MdnsConfig
 from gateway.counters import Counters
 from gateway.devices.commands import DeviceExtras
@@ -40,6 +39,7 @@ from gateway.discovery.homekit import HomeKitLink
 from gateway.discovery.homekit_keys import MemoryPairings, PairingStore
 from gateway.discovery.mdns_http import get_json, open_session
 from gateway.discovery.mdns_liveness import Liveness
+from gateway.discovery.mdns_service import MdnsService
 from gateway.errors import ConfigError, DeviceError
 from gateway.model import Reading
 
@@ -49,43 +49,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Submit = Callable[[Reading], object]  # e.g. Pipeline.submit (its result is not used)
-
-
-class _Service:
-    """What the transport knows about one DNS-SD service instance."""
-
-    __slots__ = (
-        "device",
-        "driver",
-        "last_error",
-        "listing",
-        "log_id",
-        "name",
-        "resolve",
-        "sighting",
-        "task",
-        "type",
-        "wake",
-    )
-
-    def __init__(self, service_type: str, name: str, driver: Driver, log_id: str) -> None:
-        self.type = service_type
-        self.name = name
-        self.driver = driver
-        self.log_id = log_id  # pseudonym of the instance name, until the device id is known
-        self.device: str | None = None
-        self.sighting: Sighting | None = None  # None while the announcement is unusable
-        self.listing: Listing | None = None
-        self.last_error: str | None = None
-        self.resolve = True
-        self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def instance(self) -> str:
-        """Return the instance label of the service name (RFC 6763 s4.1)."""
-        cut = len(self.name) - len(self.type) - 1
-        return self.name[:cut] if self.name.lower().endswith("." + self.type.lower()) else self.name
 
 
 class MdnsDiscovery:
@@ -115,8 +78,9 @@ class MdnsDiscovery:
         self._extras = DeviceExtras() if extras is None else extras
         self._pairings = MemoryPairings() if pairings is None else pairings
         self._homekit: HomeKitLink | None = None
-        self._services: dict[str, _Service] = {}
-        self._by_device: dict[str, _Service] = {}
+        self._services: dict[str, MdnsService] = {}
+        self._by_device: dict[str, MdnsService] = {}
+        self._skipped: set[str] = set()  # HomeKit candidates a window passed over (no code)
         self._ending: set[asyncio.Task[None]] = set()
         self._undo: list[Callable[[], None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -147,6 +111,7 @@ class MdnsDiscovery:
             self._homekit = HomeKitLink(
                 self._azc, self._registry, self._submit, self._counters, self._pairings,
                 timeout_s=max(self._config.http_timeout_s * 10, 5.0),
+                announced=self._by_device.__contains__,
             )  # fmt: skip
             await self._homekit.start()
             self._extras.on_release(HOMEKIT, self._homekit.remove)
@@ -224,6 +189,22 @@ class MdnsDiscovery:
             info, update_available=report.update_available, update_version=report.update_version
         )
 
+    def auto_pairs(self, candidate: Candidate) -> bool:
+        """Return whether a permit_join window may pair ``candidate`` (the registry asks).
+
+        Not a HomeKit accessory without a setup code: the code is the user's explicit consent,
+        so a window skips it (counted once, ``homekit.skipped_without_code``), never retries it.
+        """
+        if candidate.driver != HOMEKIT or self._extras.setup_code(candidate.id) is not None:
+            return True
+        if candidate.id not in self._skipped:
+            self._skipped.add(candidate.id)
+            self._counters.inc("homekit.skipped_without_code")
+            logger.info(
+                "homekit candidate left to pair with its code", extra={"device": candidate.id}
+            )
+        return False
+
     # --- zeroconf callbacks (event loop) --------------------------------------------------
     def _on_service_state_change(
         self,
@@ -241,7 +222,7 @@ class MdnsDiscovery:
             driver = self._drivers.get(service_type.lower())
             if driver is None:
                 return
-            svc = _Service(service_type, name, driver, self._registry.pseudonym(name))
+            svc = MdnsService(service_type, name, driver, self._registry.pseudonym(name))
             self._services[key] = svc
             svc.task = asyncio.create_task(self._run(svc), name=f"mdns-{svc.log_id}")
         # Added or Updated (a TXT or address change, RFC 6762 s8.4): read it again now.
@@ -261,6 +242,7 @@ class MdnsDiscovery:
         if svc.device is not None:
             if self._by_device.get(svc.device) is svc:
                 del self._by_device[svc.device]
+                self._skipped.discard(svc.device)
             self._registry.set_offline(svc.device)
 
     def _on_alive(self, name: str) -> None:
@@ -276,7 +258,7 @@ class MdnsDiscovery:
             self._registry.seen(svc.sighting)
 
     @staticmethod
-    def _follows_mdns(svc: _Service) -> bool:
+    def _follows_mdns(svc: MdnsService) -> bool:
         return not isinstance(svc.driver, HttpRpcDriver) and svc.driver.name != HOMEKIT
 
     def _on_device_event(self, event: DeviceEvent) -> None:
@@ -292,7 +274,7 @@ class MdnsDiscovery:
                 self._submit(Reading(event.device, svc.driver.name, time.time(), fields))
 
     # --- per-service task -----------------------------------------------------------------
-    async def _run(self, svc: _Service) -> None:
+    async def _run(self, svc: MdnsService) -> None:
         while True:
             svc.wake.clear()
             # Resolve on every announcement, and at every interval while the last one was
@@ -321,7 +303,7 @@ class MdnsDiscovery:
                 async with asyncio.timeout(self._config.poll_interval_s):
                     await svc.wake.wait()
 
-    async def _resolve(self, svc: _Service, *, announced: bool) -> None:
+    async def _resolve(self, svc: MdnsService, *, announced: bool) -> None:
         assert self._liveness is not None
         try:
             sighting = await self._read_announcement(svc)
@@ -339,7 +321,7 @@ class MdnsDiscovery:
             )
         self._liveness.watch(svc.name)
 
-    async def _read_announcement(self, svc: _Service) -> Sighting:
+    async def _read_announcement(self, svc: MdnsService) -> Sighting:
         """Resolve ``svc`` (SRV, TXT, A; RFC 6763 s5-6) into a Sighting; raise DeviceError."""
         assert self._azc is not None
         info = AsyncServiceInfo(svc.type, svc.name)
@@ -361,7 +343,7 @@ class MdnsDiscovery:
         )
 
     async def _poll(
-        self, svc: _Service, driver: HttpRpcDriver, sighting: Sighting, device: str
+        self, svc: MdnsService, driver: HttpRpcDriver, sighting: Sighting, device: str
     ) -> None:
         try:
             body = await get_json(
@@ -382,7 +364,7 @@ class MdnsDiscovery:
             Reading(device=device, driver=svc.driver.name, ts=time.time(), fields=report.fields)
         )
 
-    def _fault(self, svc: _Service, error: DeviceError, *, count: bool = True) -> None:
+    def _fault(self, svc: MdnsService, error: DeviceError, *, count: bool = True) -> None:
         if count:
             self._counters.inc(f"mdns.errors.{error.reason}")
         if svc.device is not None and self._registry.set_offline(svc.device, error):

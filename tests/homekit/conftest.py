@@ -54,7 +54,7 @@ def mdns_config() -> MdnsConfig:
 
 @contextlib.asynccontextmanager
 async def open_hub(
-    state: Path, config: MdnsConfig, key: bytes, secret: bytes
+    state: Path, config: MdnsConfig, key: bytes, secret: bytes, *, pair_retry_s: float = 5.0
 ) -> AsyncIterator[HomeHub]:
     """Open a hub on ``state`` (same key and pseudonym secret: the same hub after a restart)."""
     db = await open_database(state)
@@ -62,7 +62,11 @@ async def open_hub(
         policy, counters = ConsentPolicy(), Counters()
         pairings = SealedPairings(db, StorageCipher(key))
         async with DeviceRegistry(
-            db, Pseudonymizer(secret), policy, offline_after={"mdns": config.offline_after_s}
+            db,
+            Pseudonymizer(secret),
+            policy,
+            offline_after={"mdns": config.offline_after_s},
+            pair_retry_s=pair_retry_s,
         ) as registry:
             router, extras = Router(), DeviceExtras()
             register_commands(router, registry, extras)
