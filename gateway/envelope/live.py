@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -181,7 +182,8 @@ def _client(
         tls_context=broker.tls_context,
         identifier=identifier,
         clean_session=None if protocol == 5 else not durable,
-        clean_start=not durable,
+        # paho refuses clean_start below MQTT 5 unless it is left at its default.
+        clean_start=not durable if protocol == 5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
         max_queued_incoming_messages=0,
     )
