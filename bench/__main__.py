@@ -82,7 +82,7 @@ def p2(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     """Run P2 (a second time if a response never came); return its results and table rows.
 
     The watcher subscribes to the withdrawn category's records, on a broker keeping at most
-    1000 queued messages per client (PERFORMANCE.md trap 6): an answer to it can be dropped by
+    1000 queued messages per client (docs/performance.md): an answer to it can be dropped by
     the broker. Such an attempt is kept in the results, not hidden. The leak check counts only
     if health records were in flight at every withdrawal.
     """

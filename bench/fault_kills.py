@@ -72,7 +72,7 @@ def fault_broker(
     config/mosquitto/consentgate.conf does.
     """
     # The per-client queue is large enough that counting deliveries is not counting the
-    # broker's drops (PERFORMANCE.md trap 6).
+    # broker's drops (docs/performance.md).
     extra = "" if save_every_change else "autosave_on_changes false\nautosave_interval 60\n"
     return Mosquitto(workdir, "allow_anonymous true\n" + extra, port)
 

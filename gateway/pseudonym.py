@@ -1,4 +1,4 @@
-"""Keyed-hash pseudonyms for devices (DESIGN.md section 3).
+"""Keyed-hash pseudonyms for devices (docs/data-categories.md, docs/mqtt-api.md).
 
 A device's pseudonym is the first 8 bytes of HMAC-SHA256(hub pseudonym key, b"device:" + its
 stable id). It is what topics, logs, the devices list and envelope headers carry; the stable id

@@ -1,14 +1,15 @@
 """The BTHome v2 fast path: numeric objects walked with bthome-ble's own table, and decryption.
 
-PERFORMANCE.md trap 7: bthome-ble's ``update()`` costs ~40 us a message (~55 us encrypted),
-more than everything else a hub does with it. Thermometers send nothing but numeric objects, so
-those are read here with bthome-ble's object table (``MEAS_TYPES``: id, length, format, factor,
-device class) and the arithmetic of its value parsers (``parse_uint`` / ``parse_int``: the
-integer times the factor, rounded to the factor's decimals, precomputed here), and keyed as
-bthome-ble keys them (device class, ``_<n>`` for repeated kinds), in a few microseconds.
-Anything else (events, text, raw, timestamps, device-information objects, MAC-carrying frames)
-still goes through bthome-ble. tests/ble/test_bthome_fast.py checks both paths agree on
-generated messages, plain and encrypted.
+Decoders cost as much as publishing (docs/performance.md): bthome-ble's ``update()`` costs ~40
+us a message (~55 us encrypted), more than everything else a hub does with it. Thermometers send
+nothing but numeric objects, so those are read here with bthome-ble's object table
+(``MEAS_TYPES``: id, length, format, factor, device class) and the arithmetic of its value
+parsers (``parse_uint`` / ``parse_int``: the integer times the factor, rounded to the factor's
+decimals, precomputed here), and keyed as bthome-ble keys them (device class, ``_<n>`` for
+repeated kinds), in a few microseconds. Anything else (events, text, raw, timestamps,
+device-information objects, MAC-carrying frames) still goes through bthome-ble.
+tests/ble/test_bthome_fast.py checks both paths agree on generated messages, plain and
+encrypted.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """theengsdecoder's own model definitions, evaluated here once theengs has named a device's model.
 
-PERFORMANCE.md trap 7, for theengs: ``decodeBLE`` parses every model's JSON definition in its
-table anew until one matches, ~120 us for a Mi scale, more than everything else the hub does with
-the reading. The definitions themselves are public through theengs's API
-(``getAttribute(model_id, "condition" | "properties")``), so once theengs has decoded a message
-as model M, ``compile_model(M)`` turns M's definition into Python and later messages whose bytes
-satisfy M's condition are decoded from it in a few microseconds, with theengs's arithmetic.
+Decoders cost as much as publishing (docs/performance.md); for theengs: ``decodeBLE`` parses
+every model's JSON definition in its table anew until one matches, ~120 us for a Mi scale, more
+than everything else the hub does with the reading. The definitions themselves are public
+through theengs's API (``getAttribute(model_id, "condition" | "properties")``), so once theengs
+has decoded a message as model M, ``compile_model(M)`` turns M's definition into Python and
+later messages whose bytes satisfy M's condition are decoded from it in a few microseconds, with
+theengs's arithmetic.
 
 Only a subset of the definition language is compiled: conditions on the service data, its UUID
 and the name (``index``, ``contain``, length comparisons, ``|`` and ``&``); properties read with

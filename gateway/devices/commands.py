@@ -1,4 +1,4 @@
-"""Control commands of the device registry (DESIGN.md s4): permit_join, pair, unpair, devices,
+"""Control commands of the device registry (docs/mqtt-api.md): permit_join, pair, unpair, devices,
 device, rename. Every malformed request is refused with ``invalid_request`` and changes nothing.
 
 ``pair`` takes a HomeKit accessory's setup code (``"setup_code": "XXX-XX-XXX"``): the user's

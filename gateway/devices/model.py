@@ -56,7 +56,7 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """What pairing reads from a device (DESIGN.md s1.2: basic info and upgrade info)."""
+    """What pairing reads from a device: basic and upgrade info (docs/data-categories.md)."""
 
     model: str
     firmware: str

@@ -1,7 +1,7 @@
 """Persistence of paired devices in the hub database (the ``devices`` table).
 
 Rows are keyed by the pseudonym. The personal columns (stable id, address, MAC, name) are
-encrypted at rest with a per-device data key wrapped by the hub's storage key (DESIGN.md s6,
+encrypted at rest with a per-device data key wrapped by the hub's storage key (docs/storage.md,
 see gateway.secure.atrest); deleting a device deletes its key too (a crypto-shred). The
 storage key is found beside the database file (or in the systemd credential), so every
 store of the same state directory uses the same key without being handed it. Rows written

@@ -1,4 +1,4 @@
-"""Envelope v1 (DESIGN.md section 5): epoch announcements and sealed records, both sides.
+"""Envelope v1 (docs/envelope.md): epoch announcements and sealed records, both sides.
 
 The hub seals with ``sealer.Sealer``; consumers open with ``consumer.Consumer`` (which needs
 only ``cryptography`` and ``cbor2``) and, over MQTT, ``live.consume``. This package imports

@@ -1,4 +1,4 @@
-"""Choice of the record AEAD (DESIGN.md section 5).
+"""Choice of the record AEAD (docs/envelope.md).
 
 ``alg = "auto"`` means 1 (AES-128-GCM) when the CPU has AES instructions and 24
 (ChaCha20/Poly1305) otherwise: a Raspberry Pi 4 and older lack the ARMv8 crypto extension, and

@@ -246,7 +246,7 @@ class Consumer:
             raise ForgeryError(
                 f"record {seq} of epoch {info.epoch} of hub {info.hub_id!r} does not verify"
             ) from None
-        # Replay check only now that the tag has verified (DESIGN.md section 5).
+        # Replay check only now that the tag has verified (docs/envelope.md).
         seen = state.seen
         if seen is None:
             seen = state.seen = bytearray((info.max_records + 7) // 8)

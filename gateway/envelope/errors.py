@@ -1,4 +1,4 @@
-"""Typed reasons why an envelope or epoch announcement is refused (DESIGN.md section 5).
+"""Typed reasons why an envelope or epoch announcement is refused (docs/envelope.md).
 
 Every refusal the consumer library makes is one of these subclasses of
 ``gateway.errors.EnvelopeError``; each carries a stable ``code`` string that the consume CLI

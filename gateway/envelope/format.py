@@ -1,4 +1,4 @@
-"""Envelope v1 byte layout (DESIGN.md section 5): pure encoders and strict parsers.
+"""Envelope v1 byte layout (docs/envelope.md): pure encoders and strict parsers.
 
 Announcement of an epoch::
 

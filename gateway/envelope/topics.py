@@ -1,4 +1,4 @@
-"""The MQTT topics envelope v1 binds to (DESIGN.md section 4), portable to every broker.
+"""The MQTT topics envelope v1 binds to (docs/mqtt-api.md), portable to every broker.
 
 A hub publishes under ``topic_root = <base_topic>/<hub_id>``: sealed records on
 ``<topic_root>/data/<device_pseudonym>/<category_in_topic>`` and its epoch announcement

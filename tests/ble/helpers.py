@@ -19,7 +19,7 @@ BTHOME: Final = uuid16(0xFCD2)
 MIBEACON: Final = uuid16(0xFE95)
 WEIGHT_SCALE: Final = uuid16(0x181D)
 BODY_COMPOSITION: Final = uuid16(0x181B)
-# Golden advertisements (../shared/TESTING.md, "Decoders").
+# Golden advertisements (docs/testing.md, "Differential tests against the field's libraries").
 BTHOME_GOLDEN: Final = bytes.fromhex("4000a4016402ca0803bf13")  # packet 164, 100 %, 22.5 C, 50.55 %
 MIBEACON_GOLDEN: Final = bytes.fromhex("5020aa0101ffeeddccbbaa0d1004ea00c801")  # 23.4 C, 45.6 %
 MISCALE_GOLDEN: Final = bytes.fromhex("228638e8070b18131400")  # 72.35 kg, stabilised

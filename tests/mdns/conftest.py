@@ -1,6 +1,6 @@
 """Fixtures of the mDNS tests: real multicast on loopback, real HTTP, aiosqlite in tmp_path.
 
-Network rule (TESTING.md): every zeroconf here is bound to 127.0.0.1 with IPv4 only.
+Network rule (docs/testing.md): every zeroconf here is bound to 127.0.0.1 with IPv4 only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Across two hosts: the simulated device in its own network namespace, joined by a veth pair.
 
-Needs root and ``ip netns`` (TESTING.md); skipped otherwise. Link-local addresses live on the
+Needs root and ``ip netns`` (docs/testing.md); skipped otherwise. Link-local addresses live on the
 veth pair only, and the hub's zeroconf is bound to its end of it: nothing leaves the machine.
 """
 
