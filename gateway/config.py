@@ -274,12 +274,9 @@ def _kind(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
 
 
-def _default(cls: type[Any], name: str) -> Any:
-    """Return the declared default of field ``name`` of dataclass ``cls``: the single source."""
-    value = next(f.default for f in fields(cls) if f.name == name)
-    if value is MISSING:
-        raise TypeError(f"{cls.__name__}.{name} has no plain default")
-    return value
+def _defaults(cls: type[Any]) -> dict[str, Any]:
+    """Return field name -> declared default of dataclass ``cls``: the single source of them."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -332,21 +329,23 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
 
 
 def _log_level(top: _Table) -> str:
-    level: str = top.get("log_level", str, _default(Config, "log_level")).upper()
+    d = _defaults(Config)
+    level: str = top.get("log_level", str, d["log_level"]).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level", f"{level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return level
 
 
 def _mqtt(t: _Table, base: Path) -> MqttConfig:
-    base_topic = t.get("base_topic", str, _default(MqttConfig, "base_topic"))
+    d = _defaults(MqttConfig)
+    base_topic = t.get("base_topic", str, d["base_topic"])
     if not _BASE_TOPIC.match(base_topic):
         raise ConfigError(
             t.key("base_topic"),
             f"{base_topic!r} is not a plain topic prefix "
             "(1-4 levels of [A-Za-z0-9_-], no wildcards, no '.')",
         )
-    protocol = t.integer("protocol", _default(MqttConfig, "protocol"), 4, 5)
+    protocol = t.integer("protocol", d["protocol"], 4, 5)
     tls_table = t.table("tls")
     tls = None
     if tls_table.data:
@@ -359,18 +358,16 @@ def _mqtt(t: _Table, base: Path) -> MqttConfig:
         tls = TlsConfig(ca=ca, cert=cert, key=key)
     tls_table.done()
     config = MqttConfig(
-        host=t.get("host", str, _default(MqttConfig, "host")),
-        port=t.integer("port", MQTT_TLS_PORT if tls else _default(MqttConfig, "port"), 1, 65535),
+        host=t.get("host", str, d["host"]),
+        port=t.integer("port", MQTT_TLS_PORT if tls else d["port"], 1, 65535),
         base_topic=base_topic,
         username=t.get("username", str),
         password_file=t.path_value("password_file", base),
         tls=tls,
         protocol=protocol,
-        keepalive_s=t.integer("keepalive_s", _default(MqttConfig, "keepalive_s"), 5, 3600),
-        health_interval_s=t.number(
-            "health_interval_s", _default(MqttConfig, "health_interval_s"), 0.05, 86400.0
-        ),
-        max_inflight=t.integer("max_inflight", _default(MqttConfig, "max_inflight"), 1, 65535),
+        keepalive_s=t.integer("keepalive_s", d["keepalive_s"], 5, 3600),
+        health_interval_s=t.number("health_interval_s", d["health_interval_s"], 0.05, 86400.0),
+        max_inflight=t.integer("max_inflight", d["max_inflight"], 1, 65535),
     )
     if "password" in t.data:
         raise ConfigError(t.key("password"), "secrets never go in the TOML; use password_file")
@@ -379,19 +376,16 @@ def _mqtt(t: _Table, base: Path) -> MqttConfig:
 
 
 def _crypto(t: _Table, base: Path) -> CryptoConfig:
-    alg = t.get("alg", (str, int), _default(CryptoConfig, "alg"))
+    d = _defaults(CryptoConfig)
+    alg = t.get("alg", (str, int), d["alg"])
     if str(alg) not in ("auto", "1", "24"):
         raise ConfigError(
             t.key("alg"), f'{alg!r} is not one of "auto", 1 (A128GCM), 24 (ChaCha20/Poly1305)'
         )
     config = CryptoConfig(
         recipient_public_key=t.path_value("recipient_public_key", base),
-        epoch_max_age_s=t.number(
-            "epoch_max_age_s", _default(CryptoConfig, "epoch_max_age_s"), 1.0, 7 * 86400.0
-        ),
-        epoch_max_records=t.integer(
-            "epoch_max_records", _default(CryptoConfig, "epoch_max_records"), 1, 65536
-        ),
+        epoch_max_age_s=t.number("epoch_max_age_s", d["epoch_max_age_s"], 1.0, 7 * 86400.0),
+        epoch_max_records=t.integer("epoch_max_records", d["epoch_max_records"], 1, 65536),
         alg=str(alg),
     )
     t.done()
@@ -399,52 +393,48 @@ def _crypto(t: _Table, base: Path) -> CryptoConfig:
 
 
 def _outbox(t: _Table) -> OutboxConfig:
-    overflow = t.get("overflow", str, _default(OutboxConfig, "overflow"))
+    d = _defaults(OutboxConfig)
+    overflow = t.get("overflow", str, d["overflow"])
     if overflow not in OVERFLOW_POLICIES:
         raise ConfigError(
             t.key("overflow"), f"{overflow!r} is not one of " + ", ".join(OVERFLOW_POLICIES)
         )
     config = OutboxConfig(
-        max_rows=t.integer("max_rows", _default(OutboxConfig, "max_rows"), 100, 100_000_000),
-        max_bytes=t.integer(
-            "max_bytes", _default(OutboxConfig, "max_bytes"), 64 * 1024, 64 * 1024**3
-        ),
+        max_rows=t.integer("max_rows", d["max_rows"], 100, 100_000_000),
+        max_bytes=t.integer("max_bytes", d["max_bytes"], 64 * 1024, 64 * 1024**3),
         overflow=overflow,
-        batch_size=t.integer("batch_size", _default(OutboxConfig, "batch_size"), 1, 10_000),
-        commit_interval_s=t.number(
-            "commit_interval_s", _default(OutboxConfig, "commit_interval_s"), 0.0, 60.0
-        ),
-        memory_rows=t.integer("memory_rows", _default(OutboxConfig, "memory_rows"), 100, 1_000_000),
+        batch_size=t.integer("batch_size", d["batch_size"], 1, 10_000),
+        commit_interval_s=t.number("commit_interval_s", d["commit_interval_s"], 0.0, 60.0),
+        memory_rows=t.integer("memory_rows", d["memory_rows"], 100, 1_000_000),
     )
     t.done()
     return config
 
 
 def _simulator(t: _Table) -> SimulatorConfig:
+    d = _defaults(SimulatorConfig)
     config = SimulatorConfig(
-        devices=t.integer("devices", _default(SimulatorConfig, "devices"), 0, 100_000),
-        rate_hz=t.number("rate_hz", _default(SimulatorConfig, "rate_hz"), 0.001, 1000.0),
-        ble_devices=t.integer("ble_devices", _default(SimulatorConfig, "ble_devices"), 0, 10_000),
+        devices=t.integer("devices", d["devices"], 0, 100_000),
+        rate_hz=t.number("rate_hz", d["rate_hz"], 0.001, 1000.0),
+        ble_devices=t.integer("ble_devices", d["ble_devices"], 0, 10_000),
     )
     t.done()
     return config
 
 
 def _consent(t: _Table) -> ConsentConfig:
+    d = _defaults(ConsentConfig)
     config = ConsentConfig(
-        aggregate_window_s=t.number(
-            "aggregate_window_s", _default(ConsentConfig, "aggregate_window_s"), 1.0, 86400.0
-        ),
+        aggregate_window_s=t.number("aggregate_window_s", d["aggregate_window_s"], 1.0, 86400.0),
     )
     t.done()
     return config
 
 
 def _retention(t: _Table) -> RetentionConfig:
-    default_s = t.number("default_s", _default(RetentionConfig, "default_s"), 1.0, 366 * 86400.0)
-    sweep_interval_s = t.number(
-        "sweep_interval_s", _default(RetentionConfig, "sweep_interval_s"), 0.05, 86400.0
-    )
+    d = _defaults(RetentionConfig)
+    default_s = t.number("default_s", d["default_s"], 1.0, 366 * 86400.0)
+    sweep_interval_s = t.number("sweep_interval_s", d["sweep_interval_s"], 0.05, 86400.0)
     per_category: dict[str, float] = {}
     for name in list(t.data):
         if name in ("default_s", "sweep_interval_s"):
@@ -463,12 +453,11 @@ def _retention(t: _Table) -> RetentionConfig:
 
 
 def _audit(t: _Table) -> AuditConfig:
+    d = _defaults(AuditConfig)
     config = AuditConfig(
-        checkpoint_every=t.integer(
-            "checkpoint_every", _default(AuditConfig, "checkpoint_every"), 1, 1_000_000
-        ),
+        checkpoint_every=t.integer("checkpoint_every", d["checkpoint_every"], 1, 1_000_000),
         checkpoint_interval_s=t.number(
-            "checkpoint_interval_s", _default(AuditConfig, "checkpoint_interval_s"), 0.05, 86400.0
+            "checkpoint_interval_s", d["checkpoint_interval_s"], 0.05, 86400.0
         ),
     )
     t.done()
@@ -476,23 +465,23 @@ def _audit(t: _Table) -> AuditConfig:
 
 
 def _homeassistant(t: _Table) -> HomeAssistantConfig:
-    prefix = t.get("discovery_prefix", str, _default(HomeAssistantConfig, "discovery_prefix"))
+    d = _defaults(HomeAssistantConfig)
+    prefix = t.get("discovery_prefix", str, d["discovery_prefix"])
     if not _BASE_TOPIC.match(prefix):
         raise ConfigError(
             t.key("discovery_prefix"), f"{prefix!r} is not a plain topic prefix (no wildcards)"
         )
     config = HomeAssistantConfig(
-        enabled=t.get("enabled", bool, _default(HomeAssistantConfig, "enabled")),
+        enabled=t.get("enabled", bool, d["enabled"]),
         discovery_prefix=prefix,
-        permit_join_s=t.integer(
-            "permit_join_s", _default(HomeAssistantConfig, "permit_join_s"), 1, 3600
-        ),
+        permit_join_s=t.integer("permit_join_s", d["permit_join_s"], 1, 3600),
     )
     t.done()
     return config
 
 
 def _metrics(t: _Table, base: Path) -> MetricsConfig:
+    d = _defaults(MetricsConfig)
     textfile = t.path_value("textfile", base)
     if textfile is not None and textfile.suffix != ".prom":
         raise ConfigError(
@@ -501,7 +490,7 @@ def _metrics(t: _Table, base: Path) -> MetricsConfig:
         )
     config = MetricsConfig(
         textfile=textfile,
-        interval_s=t.number("interval_s", _default(MetricsConfig, "interval_s"), 0.05, 3600.0),
+        interval_s=t.number("interval_s", d["interval_s"], 0.05, 3600.0),
     )
     t.done()
     return config
@@ -536,39 +525,31 @@ def _strings(t: _Table, name: str) -> tuple[str, ...]:
 
 
 def _discovery(t: _Table) -> DiscoveryConfig:
+    db = _defaults(BleConfig)
+    dm = _defaults(MdnsConfig)
     m = t.table("mdns")
     mdns = MdnsConfig(
-        enabled=m.get("enabled", bool, _default(MdnsConfig, "enabled")),
+        enabled=m.get("enabled", bool, dm["enabled"]),
         interfaces=_strings(m, "interfaces"),
-        poll_interval_s=m.number(
-            "poll_interval_s", _default(MdnsConfig, "poll_interval_s"), 0.05, 86400.0
-        ),
-        http_timeout_s=m.number(
-            "http_timeout_s", _default(MdnsConfig, "http_timeout_s"), 0.05, 120.0
-        ),
-        offline_after_s=m.number(
-            "offline_after_s", _default(MdnsConfig, "offline_after_s"), 0.1, 86400.0
-        ),
+        poll_interval_s=m.number("poll_interval_s", dm["poll_interval_s"], 0.05, 86400.0),
+        http_timeout_s=m.number("http_timeout_s", dm["http_timeout_s"], 0.05, 120.0),
+        offline_after_s=m.number("offline_after_s", dm["offline_after_s"], 0.1, 86400.0),
     )
     m.done()
     b = t.table("ble")
-    mode = b.get("scanning_mode", str, _default(BleConfig, "scanning_mode"))
+    mode = b.get("scanning_mode", str, db["scanning_mode"])
     if mode not in ("passive", "active"):
         raise ConfigError(b.key("scanning_mode"), f"{mode!r} is not one of passive, active")
     ble = BleConfig(
-        enabled=b.get("enabled", bool, _default(BleConfig, "enabled")),
-        adapter=b.get("adapter", str, _default(BleConfig, "adapter")),
+        enabled=b.get("enabled", bool, db["enabled"]),
+        adapter=b.get("adapter", str, db["adapter"]),
         scanning_mode=mode,
-        watchdog_s=b.number("watchdog_s", _default(BleConfig, "watchdog_s"), 0.1, 86400.0),
-        min_rssi=b.integer("min_rssi", _default(BleConfig, "min_rssi"), -127, 20),
+        watchdog_s=b.number("watchdog_s", db["watchdog_s"], 0.1, 86400.0),
+        min_rssi=b.integer("min_rssi", db["min_rssi"], -127, 20),
         allow=frozenset(a.upper() for a in _strings(b, "allow")),
         deny=frozenset(a.upper() for a in _strings(b, "deny")),
-        offline_after_s=b.number(
-            "offline_after_s", _default(BleConfig, "offline_after_s"), 0.1, 86400.0
-        ),
-        connect_attempts=b.integer(
-            "connect_attempts", _default(BleConfig, "connect_attempts"), 1, 20
-        ),
+        offline_after_s=b.number("offline_after_s", db["offline_after_s"], 0.1, 86400.0),
+        connect_attempts=b.integer("connect_attempts", db["connect_attempts"], 1, 20),
     )
     b.done()
     t.done()
