@@ -133,7 +133,8 @@ def test_consume_reports_an_unreachable_broker(
     keys = generate_recipient(tmp_path)
     hub = World().hub_key.public_key().public_bytes_raw().hex()
     argv = ["consume", "--port", "1", "--recipient-key", str(keys.private_key)]
-    assert run([*argv, "--trust", f"{HUB_ID}={hub}", "--seconds", "2"]) == 2
+    sink = ["--sink", f"sqlite://{tmp_path / 'records.db'}"]
+    assert run([*argv, *sink, "--trust", f"{HUB_ID}={hub}", "--seconds", "2"]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:1" in err
     assert "Traceback" not in err
