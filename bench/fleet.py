@@ -37,7 +37,12 @@ ADMIN = os.environ.get(
     "CONSENTGATE_BENCH_POSTGRES", "postgresql://postgres@/postgres?host=/var/run/postgresql"
 )
 BASE = "fleet"
-BROKER_CONF = "allow_anonymous true\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
+# Snapshot persistence on every change (the tests' setting) would rewrite the whole queue per
+# message: the run keeps the default interval, the broker is never restarted here.
+BROKER_CONF = (
+    "allow_anonymous true\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
+    "autosave_on_changes false\nautosave_interval 1800\n"
+)
 
 
 def _db_url(name: str) -> str:
