@@ -1,4 +1,4 @@
-"""Topic names of the MQTT API v1 (DESIGN.md section 4), built and parsed in one place.
+"""Topic names of the MQTT API v1 (docs/mqtt-api.md), built and parsed in one place.
 
 Every segment is portable (``[A-Za-z0-9_-]``, see ``gateway.envelope.topics``): categories are
 written with ``_`` for ``.`` so RabbitMQ and NATS carry the topics unchanged.
