@@ -32,7 +32,7 @@ from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
 from gateway.errors import ConfigError, StorageUnavailableError
-from gateway.mqtt.link import MqttLink, Request
+from gateway.mqtt.link import MqttLink, Request, control_link
 from gateway.mqtt.topics import Topics
 from gateway.outbox.publisher import Publisher
 from gateway.outbox.purger import Purger
@@ -223,9 +223,16 @@ def _wire(hub: Hub) -> None:
     register_hub_commands(hub.router, hub)
     register_consent_commands(hub.router, hub, hub.known_device)
 
-    from gateway.commands.intake import Intake  # noqa: PLC0415 - beside the other commands
+    from gateway.commands.intake import CRITICAL, Intake  # noqa: PLC0415 - beside the commands
 
-    intake = Intake(hub.router, hub.topics, hub.counters, hub.link.answer)
+    # the privacy-critical commands also come on a connection of their own, which no flood of
+    # other requests delays (gateway/mqtt/link.py, docs/control-plane.md)
+    control = control_link(
+        hub.config.mqtt, hub.topics, f"consentgate-{hub.config.hub_id}", CRITICAL
+    )
+    intake = Intake(
+        hub.router, hub.topics, hub.counters, hub.link.answer, control_send=control.answer
+    )
 
     def on_request(request: Request) -> None:
         # queued in its lane (privacy-critical commands never wait behind others), run and
@@ -233,7 +240,10 @@ def _wire(hub: Hub) -> None:
         intake.offer(request)
 
     hub.link.on_request(on_request)
+    hub.link.yield_to(hub.router.quiet)  # the main link pauses while a critical request runs
+    control.on_request(on_request)
     hub.loops["requests"] = intake.run
+    hub.loops["mqtt-control"] = control.run
 
     async def on_connect(connection: Any) -> None:
         await connection.publish(hub.topics.consent, _json(hub.policy.snapshot()), retain=True)

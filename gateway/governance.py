@@ -41,7 +41,9 @@ def install_governance(hub: Hub) -> None:
     if config.commands.signing_keys:
         hub.router.use(CommandSigning(hub.db, config.commands.signing_keys, config.topic_root))
     hub.router.use(_audit_renames(hub))
-    refusals = RefusalAudit(hub.audit, hub.counters, _client_pseudonym(hub))
+    refusals = RefusalAudit(
+        hub.audit, hub.counters, _client_pseudonym(hub), db=hub.db, quiet=hub.router.quiet
+    )
     hub.router.on_refused(refusals.on_refused)
     hub.loops["audit-refusals"] = refusals.run
     checkpointer = Checkpointer(

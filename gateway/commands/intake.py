@@ -20,6 +20,15 @@ A response topic inside the hub's own topic tree (or with a wildcard, or a ``$``
 refused: the request is not run and is answered ``invalid_request`` on the default response
 topic. Every refusal here also reaches the router's refusal listeners (counted and audited in
 aggregate). Every request whose transaction can be read gets it echoed, busy or not.
+
+The critical commands reach the hub twice when its control link is up: on the control link
+(``Request.control``, a connection of their own that no flood delays) and on the main link,
+which subscribes to every request. Each is run once: the first copy to arrive is run and
+answered on the link it came by, and the copy from the other link, when it arrives within
+``COPY_WINDOW_S``, is dropped unanswered (``requests.copies``). Copies are told apart by a
+hash (Python's, keyed per process) of (command, body, response topic, correlation data);
+at most ``COPIES_MAX`` are remembered. Identical requests on the same link are separate
+requests and each is run.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ from gateway.mqtt.link import Request
 from gateway.mqtt.topics import Topics
 
 REFUSALS_MAX: Final = 1024
+COPY_WINDOW_S: Final = 120.0
+COPIES_MAX: Final = 1024
 CRITICAL: Final = frozenset({"consent/set", "try_now", "restrict", "erase", "unpair"})
 MAX_TOPIC_BYTES: Final = 65535  # MQTT 5 section 1.5.4: a UTF-8 string's length is 2 bytes
 
@@ -51,8 +62,9 @@ class Send(Protocol):
 
     def __call__(
         self, topic: str, payload: bytes, correlation: bytes | None, *, qos: int = 1
-    ) -> None:
-        """Queue ``payload`` on ``topic`` echoing ``correlation``, at ``qos``."""
+    ) -> bool | None:
+        """Queue ``payload`` on ``topic`` echoing ``correlation``, at ``qos``; return True
+        once queued (False: no connection; None: the sender does not say)."""
 
 
 _Kind = tuple[str, str, str, str | None]
@@ -77,6 +89,17 @@ class _Item:
     request: Request
     client: str | None
     topic: str
+
+
+class _Copies:
+    """The critical requests seen on one link whose copy from the other is still due."""
+
+    __slots__ = ("at", "control", "due")
+
+    def __init__(self, control: bool, at: float) -> None:
+        self.control = control
+        self.at = at
+        self.due = 1
 
 
 class _Bucket:
@@ -107,11 +130,15 @@ class Intake:
         counters: Counters,
         send: Send,
         limits: Limits | None = None,
+        *,
+        control_send: Send | None = None,
     ) -> None:
         self._router = router
         self._topics = topics
         self._counters = counters
         self._send = send
+        self._control_send = control_send
+        self._copies: collections.OrderedDict[int, _Copies] = collections.OrderedDict()
         self.limits = limits or Limits()
         self._critical: collections.deque[_Item] = collections.deque()
         self._normal: collections.deque[_Item] = collections.deque()
@@ -131,7 +158,11 @@ class Intake:
         return len(self._critical) + len(self._normal)
 
     def offer(self, request: Request) -> None:
-        """Queue ``request`` in its lane, or answer it ``busy``/``invalid_request`` at once."""
+        """Queue ``request`` in its lane, or answer it ``busy``/``invalid_request`` at once
+        (or drop it: the other link's copy of a critical request already taken)."""
+        if request.command in CRITICAL and self._copy_of_taken(request):
+            self._counters.inc("requests.copies")
+            return
         self._counters.inc("requests.received")
         topic, client, error = self._reply_topic(request)
         item = _Item(request, client, topic)
@@ -157,6 +188,7 @@ class Intake:
                 )
                 return
             self._critical.append(item)
+            self._router.quiet.clear()
             self._critical_ready.set()
             return
         if len(self._normal) >= self.limits.queue:  # the oldest waiting request gives way
@@ -177,15 +209,55 @@ class Intake:
             group.create_task(self._report_refusals(), name="requests-refused")
 
     async def _serve(self, lane: collections.deque[_Item], ready: asyncio.Event) -> None:
+        critical = lane is self._critical
         while True:
             if not lane:
+                if critical:
+                    self._router.quiet.set()
                 ready.clear()
                 await ready.wait()
                 continue
             item = lane.popleft()
             request = item.request
             response = await self._router.dispatch(request.command, request.payload, item.client)
-            self._send(item.topic, response.encode(), request.correlation)
+            self._answer(item, response.encode())
+
+    def _answer(self, item: _Item, payload: bytes, qos: int = 1) -> None:
+        request = item.request
+        control = self._control_send
+        if (
+            request.control
+            and control is not None
+            and control(item.topic, payload, request.correlation, qos=qos)
+        ):
+            return
+        # not a control request, or the control link is down: the main link answers
+        self._send(item.topic, payload, request.correlation, qos=qos)
+
+    def _copy_of_taken(self, request: Request) -> bool:
+        """Return whether ``request`` is the other link's copy of a critical request already
+        taken (and forget it), else remember it as taken."""
+        now = time.monotonic()
+        copies = self._copies
+        while copies:
+            oldest = next(iter(copies.values()))
+            if now - oldest.at < COPY_WINDOW_S:
+                break
+            copies.popitem(last=False)
+        key = hash((request.command, request.payload, request.response_topic, request.correlation))
+        seen = copies.get(key)
+        if seen is None:
+            copies[key] = _Copies(request.control, now)
+            if len(copies) > COPIES_MAX:
+                copies.popitem(last=False)
+            return False
+        if seen.control == request.control:  # the same request sent again: run it again
+            seen.due += 1
+            return False
+        seen.due -= 1
+        if not seen.due:
+            del copies[key]
+        return True
 
     def _take(self, critical: bool, client: str | None) -> bool:
         key = (critical, client)
@@ -222,7 +294,7 @@ class Intake:
         response = error_response(request.command, transaction, error)
         # at QoS 0: a refusal made on arrival costs no PUBACK to read back, which matters
         # under a flood (the requester asks again if it is lost; it changed nothing)
-        self._send(item.topic, response.encode(), request.correlation, qos=0)
+        self._answer(item, response.encode(), qos=0)
         command = request.command if self._router.knows(request.command) else ""
         kind = (command, error.code, error.message, item.client)
         pending = self._refusals.get(kind)

@@ -10,19 +10,29 @@ one entry per minute from then on. A client is its MQTT 5 response topic (the on
 requester has on a broker), audited as a keyed-hash pseudonym; past ``max_pairs`` distinct
 pairs in one minute, further clients share the pair ``client: "<many>"``, so the entries per
 minute are bounded whatever a client varies.
+
+Nothing is written on a refusal's own path: entries are queued and written by ``run``, all the
+entries due at once in one transaction of ``db`` (one commit, one fsync, for a flood's worth
+of new pairs), and only while ``quiet`` is set, which the request intake clears while a
+privacy-critical request waits or runs (``Router.quiet``): a withdrawal never queues for the
+database behind the audit of other clients' refusals. "At once" is therefore within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+import aiosqlite
+
 from gateway.commands.router import Refusal
 from gateway.counters import Counters
 from gateway.errors import StorageError
+from gateway.storage.db import transaction
 
 WINDOW_S: Final = 60.0
 MAX_PAIRS: Final = 32
@@ -58,6 +68,8 @@ class RefusalAudit:
         window_s: float = WINDOW_S,
         max_pairs: int = MAX_PAIRS,
         clock: Callable[[], float] = time.monotonic,
+        db: aiosqlite.Connection | None = None,
+        quiet: asyncio.Event | None = None,
     ) -> None:
         self._audit = audit
         self._counters = counters
@@ -66,9 +78,14 @@ class RefusalAudit:
         self._max_pairs = max_pairs
         self._clock = clock
         self._open: dict[Pair, _Window] = {}
+        self._db = db
+        self._quiet = quiet
+        self._due: list[dict[str, Any]] = []  # entries waiting for ``run`` to write them
+        self._wake = asyncio.Event()
 
     async def on_refused(self, refusal: Refusal) -> None:
-        """Count ``refusal``; audit it now if its pair is quiet, else at the minute's end."""
+        """Count ``refusal``; queue its audit entry if its pair is quiet, else count it for the
+        minute's end."""
         code = refusal.error.code
         self._counters.inc(f"commands.refused.{code}", refusal.count)
         if refusal.command is None:
@@ -88,10 +105,12 @@ class RefusalAudit:
             details["client"] = client
         if reason is not None:
             details["reason"] = reason
-        await self._append(details)
+        self._due.append(details)
+        self._wake.set()
 
     async def flush(self, *, everything: bool = False) -> int:
-        """Audit the pairs whose minute ended (or all with ``everything``); return entries."""
+        """Write the queued entries and those of the pairs whose minute ended (or of all with
+        ``everything``); return how many entries were written."""
         now = self._clock()
         written = 0
         for pair, window in list(self._open.items()):
@@ -111,19 +130,30 @@ class RefusalAudit:
             self._open[pair] = _Window(now)
             if everything:
                 del self._open[pair]
-            await self._append(details)
-            written += 1
+            self._due.append(details)
+        if not self._due:
+            return written
+        if self._quiet is not None:
+            await self._quiet.wait()
+        entries, self._due = self._due, []
+        try:
+            batch = transaction(self._db) if self._db is not None else contextlib.nullcontext()
+            async with batch:
+                for details in entries:
+                    await self._audit.append("command.rejected", **details)
+                    written += 1
+        except StorageError:  # storage is down: counted, the refusals were answered all the same
+            self._counters.inc("commands.refusals_unaudited", len(entries))
+            return 0
         return written
 
-    async def _append(self, details: dict[str, Any]) -> None:
-        try:
-            await self._audit.append("command.rejected", **details)
-        except StorageError:  # storage is down: counted, the refusal is answered all the same
-            self._counters.inc("commands.refusals_unaudited")
-
     async def run(self, period_s: float = 1.0) -> None:
-        """Flush ended minutes every ``period_s`` until cancelled (what the last minute counted
-        after its first entry is then only on ``health``: the stop must not wait for storage)."""
+        """Write queued entries (at most ``period_s`` after their refusal) and ended minutes
+        until cancelled (what the last minute counted after its first entry is then only on
+        ``health``: the stop must not wait for storage)."""
         while True:
-            await asyncio.sleep(period_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period_s):
+                    await self._wake.wait()
+            self._wake.clear()
             await self.flush()

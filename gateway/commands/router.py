@@ -13,6 +13,7 @@ echoed when :func:`recover_transaction` can read it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -97,6 +98,10 @@ class Router:
         self._handlers: dict[str, Handler] = {}
         self._middleware: list[Middleware] = []
         self._refusal_listeners: list[RefusalListener] = []
+        # set while no privacy-critical request waits or runs (the request intake keeps it):
+        # work that can wait, such as the refusal audit's writes, waits for it
+        self.quiet = asyncio.Event()
+        self.quiet.set()
 
     def add(self, command: str, handler: Handler) -> None:
         """Register ``handler`` for ``command``; a second registration is a programming error."""

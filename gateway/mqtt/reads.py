@@ -1,4 +1,5 @@
-"""paho's socket reads, made in chunks instead of three system calls per packet.
+"""paho's socket reads in chunks, taken in time slices, and incoming PUBLISH packets decoded
+without paho's per-message objects.
 
 paho reads every packet with one ``recv`` for the command byte, one per remaining-length byte
 and one for the rest: at full rate a PUBACK (4 bytes) costs three system calls, about a fifth
@@ -8,12 +9,29 @@ are served from it. paho's own parser is unchanged.
 
 The one hazard of a buffer under a readiness-driven loop: bytes left in it do not make the
 socket readable again, so aiomqtt's reader callback would not run for them. ``loop_read`` is
-therefore wrapped to keep reading until the buffer is empty (paho itself stops after as many
-packets as it has messages in flight).
+therefore wrapped to keep reading until the buffer is empty, for at most ``SLICE_S`` at a time:
+what is left is read in a callback scheduled on the event loop, so a chunk full of requests
+never holds the loop (and the hub's other connection) for longer than a slice.
+
+``hold_reads`` stops reading a client's socket while an event is clear (the hub's main link
+while a privacy-critical request waits or runs): the event loop, the GIL and the database
+thread are then the withdrawal's, and no answer to a flood is queued behind its barrier. The
+broker keeps what it sends meanwhile (or drops QoS 0 requests past its queue); reading resumes
+when the event is set, or after ``HOLD_MAX_S`` at the latest.
+
+``take_publishes`` hands every incoming QoS 0/1 PUBLISH to a callback as (topic, payload,
+response topic, correlation data), read straight from the packet (MQTT 5 section 3.3): paho
+would build an ``MQTTMessage``, a ``Properties`` object (a dictionary filled per packet) and a
+lock per message, about 0.1 ms per request, which is most of what a flood of requests costs.
+A packet this decoder does not fully understand (QoS 2, a topic alias, a property it does not
+know) still goes through paho's decoder and ``on_message``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -21,6 +39,19 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 CHUNK: Final = 65536
+SLICE_S: Final = 0.002
+HOLD_MAX_S: Final = 1.0
+PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
+"""``handler(topic, payload, response_topic, correlation)``: must return at once."""
+
+_Parsed = tuple[str | None, int, str | None, bytes | None, bytes]
+# PUBLISH properties (MQTT 5 section 3.3.2.3) by identifier: fixed sizes, then the kinds
+_FIXED: Final = {0x01: 1, 0x02: 4}
+_STRINGS: Final = frozenset({0x03, 0x08, 0x09})  # content type, response topic, correlation
+_USER_PROPERTY: Final = 0x26
+_RESPONSE_TOPIC: Final = 0x08
+_CORRELATION: Final = 0x09
+_SUBSCRIPTION_ID: Final = 0x0B
 
 
 def buffer_reads(client: paho.Client) -> None:
@@ -29,6 +60,7 @@ def buffer_reads(client: paho.Client) -> None:
     sock_recv: Callable[[int], bytes] = state._sock_recv
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     pending = bytearray()  # one socket's bytes: the link makes a new client per connection
+    resuming: list[asyncio.Handle] = []
 
     def recv(size: int) -> bytes:
         if pending:
@@ -43,9 +75,179 @@ def buffer_reads(client: paho.Client) -> None:
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
         rc = loop_read(max_packets)
+        until = time.monotonic() + SLICE_S
         while pending and rc == paho.MQTT_ERR_SUCCESS and state._sock is not None:
+            if time.monotonic() > until and _resume_later():
+                break
             rc = loop_read(max_packets)  # each call takes at least one buffered byte
         return rc
 
+    def _resume_later() -> bool:
+        if resuming:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # paho's own network thread: no loop to come back from
+            return False
+        resuming.append(loop.call_soon(resume))
+        return True
+
+    def resume() -> None:
+        resuming.clear()
+        if pending and state._sock is not None:
+            with contextlib.suppress(OSError):  # paho has already handled the loss
+                read()
+
     state._sock_recv = recv
     state.loop_read = read
+
+
+def hold_reads(
+    client: paho.Client, quiet: asyncio.Event, on_error: Callable[[Exception], None]
+) -> None:
+    """Make ``client`` stop reading its socket while ``quiet`` is clear (at most HOLD_MAX_S
+    at a time); ``on_error(exc)`` is told of a read that fails once reading resumes."""
+    state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
+    loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
+    waiting: list[asyncio.Task[None]] = []
+
+    def read(max_packets: int = 1) -> MQTTErrorCode:
+        sock = state._sock
+        if quiet.is_set() or waiting or sock is None:
+            return loop_read(max_packets)
+        loop = asyncio.get_running_loop()
+        if not loop.remove_reader(sock.fileno()):  # not read through the loop: read as asked
+            return loop_read(max_packets)
+        waiting.append(loop.create_task(resume(loop, sock), name="mqtt-held-reads"))
+        return paho.MQTT_ERR_SUCCESS
+
+    async def resume(loop: asyncio.AbstractEventLoop, sock: Any) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_MAX_S):
+                await quiet.wait()
+        waiting.clear()
+        if state._sock is sock:  # still this connection's socket: read it again
+            loop.add_reader(sock.fileno(), reader)
+            reader()  # what the receive buffer holds does not make the socket readable
+
+    def reader() -> None:
+        try:
+            state.loop_read()
+        except Exception as exc:  # noqa: BLE001 - a broken socket, reported as aiomqtt does
+            on_error(exc)
+
+    state.loop_read = read
+
+
+def take_publishes(client: paho.Client, handler: PublishHandler) -> None:
+    """Make ``client`` call ``handler`` for each incoming QoS 0/1 PUBLISH it can decode itself
+    (then acknowledged as paho would), instead of building paho's message objects."""
+    state: Any = client  # paho's private packet state, read as paho's own handler reads it
+    decode: Callable[[], MQTTErrorCode] = state._handle_publish
+
+    def handle() -> MQTTErrorCode:
+        header = state._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if qos > 1:
+            return decode()
+        parsed = parse_publish(state._in_packet["packet"], qos, state._protocol == paho.MQTTv5)
+        if parsed is None:
+            return decode()
+        topic, mid, response_topic, correlation, payload = parsed
+        if topic is not None:  # a topic that is not UTF-8 is nobody's request: acknowledged
+            handler(topic, payload, response_topic, correlation)
+        if qos == 1 and not state._manual_ack:
+            rc: MQTTErrorCode = state._send_puback(mid)
+            return rc
+        return paho.MQTT_ERR_SUCCESS
+
+    state._handle_publish = handle
+
+
+def parse_publish(packet: bytes, qos: int, v5: bool) -> _Parsed | None:
+    """Return (topic or None if not UTF-8, packet id, response topic, correlation data,
+    payload) of a PUBLISH packet's variable part, or None if it holds what this decoder
+    leaves to paho (or is malformed: paho then reports it as it does)."""
+    size = len(packet)
+    if size < 2:
+        return None
+    pos = 2 + ((packet[0] << 8) | packet[1])
+    if pos > size:
+        return None
+    topic = _text(packet[2:pos])
+    mid = 0
+    if qos:
+        if pos + 2 > size:
+            return None
+        mid = (packet[pos] << 8) | packet[pos + 1]
+        pos += 2
+    if not v5:
+        return topic, mid, None, None, bytes(packet[pos:])
+    properties = _properties(packet, pos)
+    if properties is None:
+        return None
+    response_topic, correlation, pos = properties
+    return topic, mid, response_topic, correlation, bytes(packet[pos:])
+
+
+def _properties(packet: bytes, pos: int) -> tuple[str | None, bytes | None, int] | None:
+    """Return (response topic, correlation data, end) of the properties at ``pos``."""
+    read = _varint(packet, pos)
+    if read is None:
+        return None
+    length, pos = read
+    end = pos + length
+    if end > len(packet):
+        return None
+    response_topic: str | None = None
+    correlation: bytes | None = None
+    while pos < end:  # a position past ``end`` means a malformed property
+        ident = packet[pos]
+        pos += 1
+        if ident in _FIXED:
+            pos += _FIXED[ident]
+        elif ident in _STRINGS or ident == _USER_PROPERTY:
+            value, pos = _binary(packet, pos, end)
+            if ident == _USER_PROPERTY:
+                _, pos = _binary(packet, pos, end)
+            elif ident == _RESPONSE_TOPIC:
+                response_topic = _text(value)
+                if response_topic is None:  # paho would fail on it: let it say so
+                    return None
+            elif ident == _CORRELATION:
+                correlation = value
+        elif ident == _SUBSCRIPTION_ID:
+            read = _varint(packet, pos)
+            pos = end + 1 if read is None else read[1]  # past the end: refused below
+        else:  # a topic alias or anything else: paho's decoder handles it
+            return None
+    if pos != end:
+        return None
+    return response_topic, correlation, end
+
+
+def _binary(packet: bytes, pos: int, end: int) -> tuple[bytes, int]:
+    if pos + 2 > end:
+        return b"", end + 1  # past the end: the caller sees pos != end
+    stop = pos + 2 + ((packet[pos] << 8) | packet[pos + 1])
+    return bytes(packet[pos + 2 : stop]), stop
+
+
+def _varint(packet: bytes, pos: int) -> tuple[int, int] | None:
+    value = 0
+    for shift in (0, 7, 14, 21):
+        if pos >= len(packet):
+            return None
+        byte = packet[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    return None
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -146,6 +146,8 @@ async def test_refusals_are_audited_once_per_client_and_reason_per_minute() -> N
     for _ in range(1000):
         await router.dispatch("nope", b"{}", client="clients/a")
     await router.dispatch("nope", b"{", client="clients/a")
+    assert audit.entries == []  # queued: written by the refusal audit's own task
+    assert await refusals.flush() == 2
     assert [e["code"] for e in audit.entries] == ["unknown_command", "invalid_json"]
     assert audit.entries[0] == {
         "event": "command.rejected",
