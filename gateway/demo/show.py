@@ -2,7 +2,9 @@
 
 A private broker on a free loopback port (Mosquitto when installed, else the embedded amqtt),
 a fresh recipient key pair, two simulated Shelly plugs announcing themselves over mDNS on
-127.0.0.1 and speaking Shelly's HTTP RPC, simulated BLE sensors advertising real BTHome and
+127.0.0.1 and speaking Shelly's HTTP RPC, a HomeKit accessory (HAP-python) paired with its
+setup code, a WLED strip and the LAN inventory (Cast, ESPHome, Matter, Hue announcements),
+simulated BLE sensors advertising real BTHome and
 Mi Scale bytes, virtual wearables, the hub, and the consumer opening what the hub forwards,
 shown in a live table. The demo opens a pairing window first (nothing is collected from a
 device before it is paired) and grants ``health`` consent half-way, so sensitive records
@@ -27,6 +29,7 @@ from drivers.shelly.simulator import SimulatedShelly
 from gateway import daemon
 from gateway.config import Config, parse_config
 from gateway.demo.broker import EmbeddedBroker, Mosquitto, mosquitto_available
+from gateway.demo.wifi import inventory, pair_homekit, wifi_devices
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.keys import generate_recipient, hub_signing_key, load_recipient_private
 from gateway.envelope.live import Broker, consume
@@ -123,10 +126,12 @@ async def run_demo(seconds: float, devices: int, rate: float, out: TextIO) -> Ta
         ):
             for _ in range(SHELLYS):
                 await plugs.enter_async_context(SimulatedShelly())
+            code = await plugs.enter_async_context(wifi_devices(table.events))
             config = demo_config(workdir, port, protocol, devices, rate)
             await _run_hub(
-                config, workdir, port=port, protocol=protocol, seconds=seconds, out=out, table=table
-            )
+                config, workdir, port=port, protocol=protocol, seconds=seconds, out=out,
+                table=table, setup_code=code,
+            )  # fmt: skip
     return table
 
 
@@ -139,6 +144,7 @@ async def _run_hub(
     seconds: float,
     out: TextIO,
     table: Table,
+    setup_code: str | None = None,
 ) -> None:
     """Run the hub and an in-process consumer for ``seconds``, driving the demo script."""
     stop = asyncio.Event()
@@ -167,7 +173,9 @@ async def _run_hub(
         name="demo-consumer",
     )
     try:
-        await _script(table, config, port=port, protocol=protocol, seconds=seconds, out=out)
+        await _script(
+            table, config, port=port, protocol=protocol, seconds=seconds, out=out, code=setup_code
+        )
     finally:
         stop.set()
         await hub_task
@@ -177,13 +185,27 @@ async def _run_hub(
 
 
 async def _script(
-    table: Table, config: Config, *, port: int, protocol: int, seconds: float, out: TextIO
+    table: Table,
+    config: Config,
+    *,
+    port: int,
+    protocol: int,
+    seconds: float,
+    out: TextIO,
+    code: str | None = None,
 ) -> None:
-    """Refresh the table; grant health consent half-way through."""
+    """Refresh the table; pair the HomeKit accessory; grant health consent half-way through."""
     granted = False
     deadline = time.monotonic() + seconds
-    reply = await _request(config, port, protocol, "permit_join", {"duration": seconds})
+
+    async def request(command: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await _request(config, port, protocol, command, params)
+
+    reply = await request("permit_join", {"duration": seconds})
     table.events.append(f"permit_join {seconds:g} s -> {reply.get('status')}")
+    homekit = (
+        None if code is None else asyncio.create_task(pair_homekit(request, code, table.events))
+    )
     interactive = out.isatty()
     while time.monotonic() < deadline:
         if not granted and time.monotonic() > deadline - seconds / 2:
@@ -196,7 +218,11 @@ async def _script(
             out.write("\x1b[2J\x1b[H" + table.render() + "\n")
             out.flush()
         await asyncio.sleep(0.5)
-    out.write(table.render() + "\n")
+    if homekit is not None:
+        homekit.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await homekit
+    out.write(table.render() + "\n" + inventory(await request("devices", {})) + "\n")
 
 
 async def _request(
