@@ -35,6 +35,7 @@ class DaemonSpec:
     rate_hz: float = 1.0
     log_level: str = "WARNING"
     mdns_loopback: bool = False
+    extra_toml: str = ""  # more sections, appended as they are
 
     @property
     def state_dir(self) -> Path:
@@ -62,7 +63,7 @@ class DaemonSpec:
             f"[simulator]\ndevices = {self.devices}\nrate_hz = {self.rate_hz}\n"
             # Loopback only: mDNS never multicasts off the machine, BLE needs no D-Bus.
             f'[discovery.mdns]\nenabled = {mdns}\ninterfaces = ["127.0.0.1"]\n'
-            "[discovery.ble]\nenabled = false\n"
+            "[discovery.ble]\nenabled = false\n" + self.extra_toml
         )
         return path
 

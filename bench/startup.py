@@ -40,6 +40,7 @@ class Counter:
 
     def __init__(self, port: int, root: str) -> None:
         self.count = 0
+        self.bytes = 0
         self._root = root
         self._online = threading.Event()
         self._responses: dict[str, dict[str, Any]] = {}
@@ -56,6 +57,7 @@ class Counter:
         topic: str = message.topic
         if "/data/" in topic:
             self.count += 1  # only this thread writes it
+            self.bytes += len(message.payload)
         elif topic.endswith("/status"):
             if message.payload == b"online":
                 self._online.set()

@@ -171,7 +171,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     )
     link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
     publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
-    purger = Purger(outbox, counters, audit)
+    purger = Purger(db, outbox, counters, audit)
     changes = Changes(
         db=db, audit=audit, outbox=outbox, publisher=publisher, pipeline=pipeline, purger=purger
     )

@@ -542,8 +542,9 @@ class Outbox:
                 "DELETE FROM tombstones WHERE category = ? AND device = ? AND up_to = ?",
                 (stone.category, stone.device or "", stone.up_to),
             )
-        if stone in self._tombstones:
-            self._tombstones.remove(stone)
+            if stone in self._tombstones:  # a rollback puts it back: its rows stay dead
+                self._tombstones.remove(stone)
+                on_rollback(self._db, lambda: self._tombstones.append(stone))
         return removed
 
     async def purge_all(self, device: str | None = None) -> int:

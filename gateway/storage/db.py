@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 import weakref
@@ -32,6 +33,8 @@ from gateway.errors import StorageError, StorageUnavailableError
 logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "consentgate.db"
+# Beside the database once it was created: its absence tells a first start from a lost file.
+CREATED_MARK: Final = "consentgate.db.created"
 RETRY_S: Final = 1.0
 T = TypeVar("T")
 
@@ -47,17 +50,32 @@ _PRAGMAS: Final = (
 
 
 def state_lost(state_dir: Path) -> bool:
-    """Return whether the database is missing or empty although the hub's identity exists
+    """Return whether the database is missing or empty although it had been created here
     (an SD card that lost a file): its state must not start again from defaults."""
-    from gateway.envelope.keys import HUB_KEY_FILE  # noqa: PLC0415 - avoids a cycle
-
-    if not (state_dir / HUB_KEY_FILE).exists():
+    if not (state_dir / CREATED_MARK).exists():
         return False
     database = state_dir / DB_FILE
     try:
         return database.stat().st_size == 0
     except FileNotFoundError:
         return True
+
+
+def _mark_created(state_dir: Path) -> None:
+    """Record, durably and once, that this state directory holds a database."""
+    mark = state_dir / CREATED_MARK
+    if mark.exists():
+        return
+    fd = os.open(mark, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    directory = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 async def open_database(state_dir: Path) -> aiosqlite.Connection:
@@ -74,6 +92,8 @@ async def open_database(state_dir: Path) -> aiosqlite.Connection:
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
         )
         await db.commit()
+        with contextlib.suppress(OSError):  # a full disk: marked at a later start
+            _mark_created(state_dir)
     except sqlite3.Error as exc:
         await db.close()
         raise StorageError(f"the database in {state_dir} is unusable: {exc}") from exc
