@@ -4,7 +4,6 @@ consumer library; over the router on an offline hub and end to end over a real M
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import json
 import time
