@@ -22,6 +22,7 @@ from gateway.envelope.keys import hub_signing_key
 from gateway.retention import RetentionSweeper
 from gateway.rights.commands import register_rights_commands
 from gateway.secure.signing import CommandSigning
+from gateway.storage.db import until_stored
 
 if TYPE_CHECKING:
     from gateway.daemon import Hub
@@ -75,7 +76,7 @@ def install_governance(hub: Hub) -> None:
 async def _append_forever(hub: Hub, queue: asyncio.Queue[_AuditItem]) -> None:
     while True:
         event, details = await queue.get()
-        await hub.audit.append(event, **details)
+        await until_stored(lambda: hub.audit.append(event, **details))  # noqa: B023
 
 
 def _audit_renames(hub: Hub) -> Middleware:
