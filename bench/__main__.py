@@ -13,6 +13,9 @@ Each part runs against a private Mosquitto on loopback with the configuration us
   duplicates, >= 30k/s all new.
 - P5 the daemon as a child process with 500 simulated devices at 2 readings/s (bench.startup):
   start to READY=1 (goal <= 1.5 s) and peak RSS, VmHWM (goal <= 60 MB = 57.2 MiB).
+- P6 Wi-Fi: HomeKit discovery to candidate against a bare zeroconf browser, pairing against a
+  bare aiohomekit pairing of the same accessory, RSS per paired accessory against the hub's
+  baseline RSS, all in the same run (bench.wifi).
 
 Speed goals are reported as ratios or verdicts, never asserted: the exit status is 1 only when a
 correctness check fails (a withdrawn record seen after the acknowledgement, a backlog not fully
@@ -33,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bench import backlog, ble_adverts, consent_withdrawal, pipeline, startup
+from bench import backlog, ble_adverts, consent_withdrawal, pipeline, startup, wifi
 from bench.common import machine, write_results
 
 MB_GOAL: Final = 60.0
@@ -54,10 +57,11 @@ class Sizes:
     p4_runs: int
     p5_seconds: float
     p5_starts: int
+    p6_accessories: int = 5
 
 
 FULL: Final = Sizes(50_000, 5, 100_000, 20, 100_000, 3, 60_000, 3, 20.0, 5)
-QUICK: Final = Sizes(10_000, 1, 5_000, 3, 10_000, 1, 5_000, 1, 3.0, 2)
+QUICK: Final = Sizes(10_000, 1, 5_000, 3, 10_000, 1, 5_000, 1, 3.0, 2, 2)
 
 
 def _verdict(ok: bool) -> str:
@@ -188,6 +192,38 @@ def p5(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     ]
 
 
+def p6(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
+    """Run P6 (Wi-Fi, HomeKit); return its results and table rows (ratios to same-run limits)."""
+    r = asyncio.run(wifi.run(sizes.p6_accessories))
+    return r, [
+        (
+            "P6 bare zeroconf: announced -> resolved (ms)",
+            f"{r['discovery_bare_ms']:.1f}",
+            "limit",
+            "",
+        ),
+        (
+            "P6 HomeKit announced -> hub candidate (ms)",
+            f"{r['discovery_ms']:.1f}",
+            "x limit",
+            f"{r['discovery_ratio']:.2f}",
+        ),
+        ("P6 bare aiohomekit pair + read (ms)", f"{r['pairing_bare_ms']:.0f}", "limit", ""),
+        (
+            f"P6 hub HomeKit pairing, {r['accessories']} accessories (ms)",
+            f"{r['pairing_ms']:.0f}",
+            "x limit",
+            f"{r['pairing_ratio']:.2f}",
+        ),
+        (
+            "P6 RSS per paired accessory (KiB) / hub baseline (MiB)",
+            f"{r['kib_per_accessory']:.0f} / {r['baseline_rss_kib'] / 1024:.1f}",
+            "x baseline",
+            f"{r['memory_ratio']:.4f}",
+        ),
+    ]
+
+
 def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], list[Row], bool]:
     """Run every part; return the results by part, the table rows, and whether all checks held."""
     results: dict[str, Any] = {}
@@ -199,6 +235,7 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], l
         ("P3", lambda: p3(sizes, (results.get("P1") or {}).get("pipeline_readings_s"))),
         ("P4", lambda: p4(sizes)),
         ("P5", lambda: p5(sizes)),
+        ("P6", lambda: p6(sizes)),
     ]
     for name, part in parts:
         started = time.perf_counter()
