@@ -108,6 +108,7 @@ class BareSide:
             self.azc.zeroconf, [HAP, HAP_UDP], handlers=[self._on_change]
         )
         self.controller: Any = None
+        self.refused = 0  # bare pairings of a right code refused by the accessory, retried
 
     def _on_change(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
@@ -134,10 +135,19 @@ class BareSide:
                 async_zeroconf_instance=self.azc, char_cache=CharacteristicCacheMemory()
             )
             await self.controller.async_start()
+        from aiohomekit.exceptions import AuthenticationError  # noqa: PLC0415
+
         found = await self.controller.async_find(hap_id, 10)  # aiohomekit's own discovery
-        started = time.monotonic()
-        finish = await found.async_start_pairing(f"bare-{hap_id}")
-        pairing = await finish(code)
+        for attempt in range(3):  # HAP-python now and then refuses a right code (step M4)
+            started = time.monotonic()
+            try:
+                finish = await found.async_start_pairing(f"bare-{hap_id}")
+                pairing = await finish(code)
+                break
+            except AuthenticationError:
+                self.refused += 1
+                if attempt == 2:
+                    raise
         await pairing.list_accessories_and_characteristics()
         elapsed = time.monotonic() - started
         await pairing.remove_pairing(pairing.pairing_data["iOSPairingId"])
@@ -191,7 +201,8 @@ async def run(accessories: int) -> dict[str, Any]:
         finally:
             await bare.close()
             await db.close()
-    return figures(hub_found, bare_found, hub_pair, bare_pair, base, grown, accessories)
+    found = figures(hub_found, bare_found, hub_pair, bare_pair, base, grown, accessories)
+    return {**found, "bare_refused_and_retried": bare.refused}
 
 
 def figures(
