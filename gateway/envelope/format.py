@@ -43,7 +43,7 @@ import cbor2
 from gateway.envelope.cbor import Item, Tagged, bstr, decode, head, tstr, uint
 from gateway.envelope.errors import MalformedError, SealError
 from gateway.envelope.keyschedule import KEY_LENGTHS
-from gateway.envelope.topics import WORD
+from gateway.envelope.topics import SEGMENT, WORD
 
 VERSION: Final = "consentgate/1"
 SIGN_CONTEXT: Final = b"consentgate-epoch"
@@ -200,8 +200,8 @@ def parse_core(data: bytes) -> EpochCore:
         raise MalformedError(f"unsupported envelope version {core['v']!r}; expected {VERSION!r}")
     hub_id, epoch, rkid, alg = core["gw"], core["ep"], core["rkid"], core["alg"]
     not_before, not_after, max_records, prev = core["nb"], core["na"], core["max"], core["prev"]
-    if not isinstance(hub_id, str) or not WORD.fullmatch(hub_id):
-        raise MalformedError("the announcement's hub id is not 1-64 of [A-Za-z0-9_.-]")
+    if not isinstance(hub_id, str) or not SEGMENT.fullmatch(hub_id):
+        raise MalformedError("the announcement's hub id is not 1-64 of [A-Za-z0-9_-]")
     if not _is_int(epoch) or not 0 <= epoch < _INT64:
         raise MalformedError("the announcement's epoch is not a non-negative 64-bit integer")
     if not _is_bytes(rkid) or len(rkid) != KID_LENGTH:

@@ -52,7 +52,7 @@ from gateway.envelope.keyschedule import (
     partial_iv,
     wrap_secret,
 )
-from gateway.envelope.topics import DEVICE, WORD, data_topic, epoch_topic
+from gateway.envelope.topics import DEVICE, SEGMENT, WORD, data_topic, epoch_topic
 from gateway.model import EPOCH_CATEGORY, Observation, OutboxRow
 
 REASON_START: Final = "start"
@@ -125,8 +125,8 @@ class Sealer:
         prev_hash: bytes = b"",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not WORD.fullmatch(hub_id):
-            raise ValueError(f"hub id {hub_id!r} is not 1-64 of [A-Za-z0-9_.-]")
+        if not SEGMENT.fullmatch(hub_id):  # a topic segment on every broker: no "."
+            raise ValueError(f"hub id {hub_id!r} is not 1-64 of [A-Za-z0-9_-]")
         if alg not in KEY_LENGTHS:
             raise ValueError(f"alg {alg} is not 1 (A128GCM) or 24 (ChaCha20/Poly1305)")
         if not 1 <= max_records <= MAX_RECORDS:
