@@ -451,15 +451,22 @@ class Outbox:
             for r in found
             if int(r[0]) not in self._deletes
         ]
-        after = rows[-1].id if rows else last_id
-        for i, row in self._staged.items():  # newer than anything on disk
-            if len(rows) >= limit:
-                break
-            if i > after:
+        # then the staged rows, newer than anything on disk; ids were given in order, so walk
+        # them from the cursor (gaps are rows acknowledged or purged before being written)
+        i = max(rows[-1].id if rows else last_id, self._first_staged() - 1) + 1
+        staged = self._staged
+        while len(rows) < limit and i <= self._last_id:
+            row = staged.get(i)
+            if row is not None:
                 rows.append(
                     Pending(i, row.topic, row.payload, row.device, row.category, row.retain)
                 )
+            i += 1
         return rows
+
+    def _first_staged(self) -> int:
+        """Return the lowest staged id (the dict keeps ids in the order they were given)."""
+        return next(iter(self._staged), self._last_id + 1)
 
     def delete(self, ids: Sequence[int], size: int) -> int:
         """Forget acknowledged rows (``size`` payload bytes in all); return how many.

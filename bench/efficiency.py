@@ -1,0 +1,171 @@
+"""E: CPU per record at everyday load against saturation, and delivery under overload.
+
+``python -m bench.efficiency [--seconds S]`` runs the daemon as a child process against a
+private Mosquitto and reads its CPU time from ``/proc/<pid>/stat`` (user + system):
+
+1. everyday: 500 simulated devices x 2 readings/s, default consent (a third is forwarded);
+   CPU-seconds per 1,000 records forwarded;
+2. saturation: the same hub offered far more than it can take (500 devices x 200/s); the same
+   figure. Goal: everyday <= 1.2 x saturation, and <= 40 us per record;
+3. overload: raw paho QoS 1 publishing on this broker is measured first (the limit, same run);
+   then the hub, every consent flag its data needs on, is offered 1.2 x that rate, and its
+   delivered rate is read black box from the broker's ``$SYS/broker/publish/messages/received``
+   counter (no subscriber competing for the CPU). Goal: delivered >= 0.8 x raw paho.
+
+Writes bench/results/efficiency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.common import write_results
+from bench.fault_proc import DaemonProcess, DaemonSpec
+from bench.pipeline import raw_paho_rate
+from bench.startup import Counter
+from gateway.demo.broker import Mosquitto
+
+HUB_ID: Final = "bench-eff"
+EVERYDAY: Final = (500, 2.0)
+SATURATED: Final = (500, 200.0)
+OVERLOAD: Final = 1.2
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+GRANTS: Final = (("health", "on"), ("location", "on"))
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+class SysCounter:
+    """Follows the broker's count of PUBLISH packets received ($SYS, every second)."""
+
+    def __init__(self, port: int) -> None:
+        self.received = 0
+        self._lock = threading.Lock()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-eff-sys")
+        self._client.on_message = self._on_message
+        self._client.connect("127.0.0.1", port)
+        self._client.subscribe("$SYS/broker/publish/messages/received")
+        self._client.loop_start()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: Any) -> None:
+        with self._lock:
+            self.received = int(message.payload)
+
+    def close(self) -> None:
+        """Stop following."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _broker(workdir: Path) -> Mosquitto:
+    conf = "allow_anonymous true\nmax_queued_messages 1000\nsys_interval 1\n"  # as default_broker
+    return Mosquitto(workdir, conf).start()
+
+
+def _per_record(workdir: Path, port: int, devices: int, rate: float, seconds: float) -> float:
+    """Return the hub's CPU-seconds per 1,000 records forwarded at ``devices`` x ``rate``."""
+    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate)
+    workdir.mkdir()
+    daemon = DaemonProcess(spec)
+    daemon.start()
+    counter = Counter(port, f"consentgate/{HUB_ID}")
+    try:
+        daemon.wait_ready()
+        counter.request("try_now", {"enabled": False})
+        time.sleep(3.0)
+        assert daemon.proc is not None
+        cpu0, count0 = _cpu_s(daemon.proc.pid), counter.count
+        time.sleep(seconds)
+        cpu = _cpu_s(daemon.proc.pid) - cpu0
+        forwarded = counter.count - count0
+    finally:
+        counter.close()
+        daemon.stop()
+    return 1000 * cpu / max(1, forwarded)
+
+
+def _overload(workdir: Path, port: int, raw: float, seconds: float) -> dict[str, float]:
+    devices = 500
+    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=OVERLOAD * raw / devices)
+    workdir.mkdir()
+    daemon = DaemonProcess(spec)
+    daemon.start()
+    control = Counter(port, f"consentgate/{HUB_ID}")
+    sys_counter = SysCounter(port)
+    try:
+        daemon.wait_ready()
+        for flag, state in GRANTS:
+            control.request("consent/set", {"flag": flag, "state": state})
+        control.close()  # from here no subscriber competes for the CPU
+        time.sleep(3.0)
+        before, t0 = sys_counter.received, time.monotonic()
+        time.sleep(seconds)
+        delivered = (sys_counter.received - before) / (time.monotonic() - t0)
+    finally:
+        sys_counter.close()
+        daemon.stop()
+    return {"offered_per_s": OVERLOAD * raw, "delivered_per_s": delivered}
+
+
+def measure(seconds: float) -> dict[str, Any]:
+    """Return the three figures and their ratios, one broker per part."""
+    with tempfile.TemporaryDirectory(prefix="cg-eff-") as tmp:
+        work = Path(tmp)
+        broker = _broker(work / "broker")
+        try:
+            everyday = _per_record(work / "everyday", broker.port, *EVERYDAY, seconds)
+            saturated = _per_record(work / "saturated", broker.port, *SATURATED, seconds)
+            raw = raw_paho_rate(broker.port, 30_000)
+            overload = _overload(work / "overload", broker.port, raw, seconds)
+        finally:
+            broker.stop()
+    return {
+        "everyday_cpu_s_per_1000": everyday,
+        "saturated_cpu_s_per_1000": saturated,
+        "everyday_over_saturated": everyday / saturated,
+        "raw_paho_msg_s": raw,
+        **overload,
+        "overload_ratio": overload["delivered_per_s"] / raw,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the efficiency benchmark and print its table."""
+    parser = argparse.ArgumentParser(prog="python -m bench.efficiency")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    r = measure(args.seconds)
+    every_us = r["everyday_cpu_s_per_1000"] * 1000
+    ratio = r["everyday_over_saturated"]
+    print(f"E efficiency, {args.seconds:g} s windows")
+    saturated_us = r["saturated_cpu_s_per_1000"] * 1000
+    print(f"{'CPU per record forwarded, saturated (us)':46} {saturated_us:9.1f}  limit")
+    print(
+        f"{'CPU per record forwarded, 500 x 2/s (us)':46} {every_us:9.1f}  {ratio:.2f} x limit "
+        f"(goal <= 1.2: {'ok' if ratio <= 1.2 else 'MISSED'}; <= 40 us: "
+        f"{'ok' if every_us <= 40 else 'MISSED'})"
+    )
+    print(f"{'raw paho QoS 1 (msg/s)':46} {r['raw_paho_msg_s']:9,.0f}  limit")
+    print(
+        f"{'delivered at 1.2 x offered (records/s)':46} {r['delivered_per_s']:9,.0f}  "
+        f"{r['overload_ratio']:.2f} x limit (goal >= 0.8: "
+        f"{'ok' if r['overload_ratio'] >= 0.8 else 'MISSED'})"
+    )
+    print(f"written {write_results('efficiency', r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
