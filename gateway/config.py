@@ -120,6 +120,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockConfig:
+    """When the wall clock is trusted and how many readings wait for it (docs/clock.md)."""
+
+    # "auto": a running time-sync service must report sync; without one the floor decides.
+    require_sync: str = "auto"
+    hold_max_records: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
 class CommandsConfig:
     """Ed25519 public keys (raw 32 bytes) that sign ``consent/set``, ``erase``, ``export``.
 
@@ -194,6 +203,7 @@ class Config:
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -319,6 +329,7 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
         consent=_consent(top.table("consent")),
         discovery=_discovery(top.table("discovery")),
         audit=_audit(top.table("audit")),
+        clock=_clock(top.table("clock")),
         commands=_commands(top.table("commands"), base),
         homeassistant=_homeassistant(top.table("homeassistant")),
         metrics=_metrics(top.table("metrics"), base),
@@ -459,6 +470,19 @@ def _audit(t: _Table) -> AuditConfig:
         checkpoint_interval_s=t.number(
             "checkpoint_interval_s", d["checkpoint_interval_s"], 0.05, 86400.0
         ),
+    )
+    t.done()
+    return config
+
+
+def _clock(t: _Table) -> ClockConfig:
+    d = _defaults(ClockConfig)
+    require = t.get("require_sync", str, d["require_sync"])
+    if require not in ("auto", "yes", "no"):
+        raise ConfigError(t.key("require_sync"), f"{require!r} is not one of auto, yes, no")
+    config = ClockConfig(
+        require_sync=require,
+        hold_max_records=t.integer("hold_max_records", d["hold_max_records"], 0, 1_000_000),
     )
     t.done()
     return config

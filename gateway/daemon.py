@@ -23,6 +23,8 @@ import aiosqlite
 
 from gateway.audit.log import AuditLog
 from gateway.changes import Changes
+from gateway.clock import HubClock
+from gateway.clockgate import ClockGate
 from gateway.commands.router import Router
 from gateway.config import Config
 from gateway.consent.policy import ConsentPolicy
@@ -71,7 +73,9 @@ class Hub:
     sealer: Sealer
     purger: Purger
     changes: Changes
-    started: float = field(default_factory=time.time)
+    clock: HubClock
+    gate: ClockGate
+    started: float = field(default_factory=time.monotonic)
     simulated: set[str] = field(default_factory=set)
     registry: DeviceRegistry | None = None
     loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
@@ -104,7 +108,9 @@ class Hub:
         """Return the health report published on ``<base>/health`` and by ``health``."""
         counters = self.counters.snapshot()
         return {
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "clock": self.clock.state().label,
+            "clock_held": self.gate.held,
             "connected": self.link.connected.is_set(),
             "connects": self.link.connects,
             "epoch": self.sealer.epoch,
@@ -131,9 +137,15 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     db = await open_database(state)
     stack.push_async_callback(db.close)
     counters = Counters()
-    audit = AuditLog(db)
+    # hub time and whether the wall clock is trusted (docs/clock.md): first, so every
+    # timestamp below is in hub time
+    clock = HubClock(require_sync=config.clock.require_sync)
+    await clock.load(db)
+    clock.check()
+    audit = AuditLog(db, clock=clock.now, trusted=lambda: clock.synced)
     await audit.load()
-    outbox = Outbox(db, config.outbox, counters, audit)
+    # retention expires by a time the true time is certainly past (never by a jumped clock)
+    outbox = Outbox(db, config.outbox, counters, audit, clock=clock.lower_bound)
     await outbox.load()
     policy, problems = await load_policy_checked(db, state_lost=lost)
     if problems:
@@ -157,10 +169,19 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         max_age_s=config.crypto.epoch_max_age_s,
         last_epoch=last_epoch,
         prev_hash=prev_hash,
+        clock=clock.now,
+    )
+    gate = ClockGate(
+        sealer,
+        clock,
+        counters,
+        max_held=config.clock.hold_max_records,
+        wall=time.time,
+        mono=time.monotonic,
     )
     pipeline = Pipeline(
         policy=policy,
-        sealer=sealer,
+        sealer=gate,
         outbox=outbox,
         counters=counters,
         field_category=field_category,
@@ -191,6 +212,8 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         sealer=sealer,
         purger=purger,
         changes=changes,
+        clock=clock,
+        gate=gate,
     )
     pipeline.known_device = hub.known_device
     _wire(hub)
@@ -261,6 +284,7 @@ def _wire(hub: Hub) -> None:
     hub.loops["held-changes"] = hub.changes.run
     hub.loops["pipeline"] = hub.pipeline.run
     hub.loops["epoch-timer"] = hub.pipeline.tick_forever
+    hub.loops["clock"] = functools.partial(hub.clock.run, hub.db)
     hub.loops["health"] = functools.partial(_health_loop, hub)
     _wire_operator(hub)
     if hub.config.simulator.devices:
@@ -319,7 +343,8 @@ async def run(
     """Run the daemon until ``stop`` is set, then shut down gracefully."""
     async with contextlib.AsyncExitStack() as stack:
         hub = await build_hub(config, stack)
-        await hub.pipeline.rotate("start")
+        if hub.clock.anchored:  # else the first seal after the anchor starts the epoch
+            await hub.pipeline.rotate("start")
         producers = {"simulator"}
         async with asyncio.TaskGroup() as group:
             tasks = {name: group.create_task(loop(), name=name) for name, loop in hub.loops.items()}
@@ -354,6 +379,9 @@ async def _drain(hub: Hub) -> None:
     """Seal queued readings, let the publisher send for up to DRAIN_S seconds, then write
     what is left to disk."""
     await hub.pipeline.flush()
+    await hub.pipeline.commit_held(force=True)
+    with contextlib.suppress(StorageUnavailableError):  # the floor was saved at the anchor
+        await hub.clock.save(hub.db)
     if hub.link.connected.is_set():
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_S):

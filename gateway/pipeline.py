@@ -53,13 +53,17 @@ class Sealing(Protocol):
         ...
 
     def due(self, now: float) -> bool:
-        """Whether the current epoch is too old to seal more records under."""
+        """Whether the current epoch is too old at monotonic time ``now``."""
         ...
 
     def seal_batch(
         self, observations: Sequence[Observation], ttl: Callable[[str], float]
     ) -> list[OutboxRow]:
         """Seal observations, rotating (announcement row first) when needed."""
+        ...
+
+    def seal_held(self, ttl: Callable[[str], float], *, force: bool = False) -> list[OutboxRow]:
+        """Seal the observations held while the wall clock was untrusted (docs/clock.md)."""
         ...
 
 
@@ -292,13 +296,25 @@ class Pipeline:
         return row.epoch
 
     async def tick_forever(self, period_s: float = 1.0) -> None:
-        """Every ``period_s``: rotate the epoch at its maximum age, commit closed aggregates."""
+        """Every ``period_s``: rotate the epoch at its maximum age (monotonic, so a wall-clock
+        jump neither stops nor hastens it), seal what waited for a trusted clock, commit closed
+        aggregates (windows follow the readings' own times)."""
         while True:
             await asyncio.sleep(period_s)
-            now = time.time()
-            if self._sealer.due(now):
+            if self._sealer.due(time.monotonic()):
                 await self.rotate("max_age")
-            await self.commit_aggregates(now)
+            await self.commit_held()
+            await self.commit_aggregates(time.time())
+
+    async def commit_held(self, *, force: bool = False) -> int:
+        """Seal and commit what waited for a trusted clock (all of it with ``force``)."""
+        async with self._commit_lock:
+            rows = self._sealer.seal_held(self._ttl, force=force)
+            if not rows:
+                return 0
+            kept = await self._outbox.append(rows, self._sealer.last_announcement_hash)
+            self.committed += kept
+            return kept
 
     async def commit_aggregates(self, now: float) -> int:
         """Seal and commit the aggregate windows that ended before ``now``."""

@@ -9,6 +9,10 @@ every later hash, or cut the tail off. A checkpoint (seq, hash of the entry at s
 signed with the hub's Ed25519 key, so such a rewrite no longer matches the signed hash, and a
 log cut below a checkpoint's seq is missing entries the hub signed. Entries after the newest
 checkpoint are covered by the chain only (``AuditReport.unsigned``).
+
+Time is not part of the proof: a hub without a real-time clock may date an entry earlier than
+the one before it (docs/clock.md). ``ChainVerifier`` reports such a step back as a *finding*
+(``findings``), never as a fault; ``seq`` alone orders the log.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 GENESIS: Final = bytes(32)
+# An entry written while the hub's wall clock was not trusted carries this in its details.
+UNTRUSTED_KEY: Final = "clock"
+UNTRUSTED: Final = "unsynced"
+# Steps back smaller than this are clock noise, not findings.
+BACKWARDS_TOLERANCE_S: Final = 1.0
+MAX_FINDINGS: Final = 100
 CHECKPOINT_CONTEXT: Final = b"consentgate-audit-checkpoint/1"
 
 
@@ -123,8 +133,10 @@ class ChainVerifier:
         self._prev = GENESIS
         self._expected: int | None = None
         self._last_matched = -1  # seq of the newest checkpoint the chain matched
+        self._last_ts: float | None = None
         self.count = 0
         self.head: int | None = None
+        self.findings: list[ChainFault] = []
 
     def feed(self, entry: Entry) -> ChainFault | None:
         """Check the next entry; return the fault it reveals, or None."""
@@ -147,11 +159,28 @@ class ChainVerifier:
                     f"checkpoint the hub signed at entry {entry.seq}",
                 )
             self._last_matched = entry.seq
+        self._note_time(entry)
         self._prev = entry.hash
         self._expected = entry.seq + 1
         self.count += 1
         self.head = entry.seq
         return None
+
+    def _note_time(self, entry: Entry) -> None:
+        """Record a finding when ``entry`` is dated before the entry preceding it."""
+        last, self._last_ts = self._last_ts, entry.ts
+        if last is None or entry.ts >= last - BACKWARDS_TOLERANCE_S:
+            return
+        if len(self.findings) < MAX_FINDINGS:
+            untrusted = entry.details.get(UNTRUSTED_KEY) == UNTRUSTED
+            self.findings.append(
+                ChainFault(
+                    entry.seq,
+                    f"time runs backwards by {last - entry.ts:.0f} s"
+                    + (" (written while the clock was not trusted)" if untrusted else "")
+                    + ": the hub's clock was set back; not tampering, the chain is intact",
+                )
+            )
 
     def finish(self) -> ChainFault | None:
         """Return the fault of a log cut short below a signed checkpoint, or None."""

@@ -1,8 +1,12 @@
 """The audit log tables: append-only, hash-chained entries and signed checkpoints.
 
-See gateway.audit.chain for what the chain and the checkpoints prove. Verification streams the
-table (the log only grows), reading the checkpoints first: every checkpoint read then names an
-entry that already exists, even while the daemon keeps appending.
+See gateway.audit.chain for what the chain and the checkpoints prove. Entries are numbered by
+``seq`` (the order that counts) and dated in hub time (docs/clock.md); an entry written while
+the wall clock was not trusted says so in its details (``"clock": "unsynced"``), and time
+running backwards between entries is a finding of the verification, not a fault.
+
+Verification streams the table (the log only grows), reading the checkpoints first: every
+checkpoint read then names an entry that already exists, even while the daemon keeps appending.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.audit.chain import (
     GENESIS,
+    UNTRUSTED,
+    UNTRUSTED_KEY,
     ChainFault,
     ChainVerifier,
     Checkpoint,
@@ -66,6 +72,7 @@ class AuditReport:
     checkpoints: int
     last_checkpoint: Checkpoint | None
     fault: ChainFault | None
+    findings: tuple[ChainFault, ...] = ()
 
     @property
     def intact(self) -> bool:
@@ -94,15 +101,22 @@ class AuditReport:
             "fault": None
             if self.fault is None
             else {"seq": self.fault.seq, "problem": self.fault.problem},
+            "findings": [{"seq": f.seq, "problem": f.problem} for f in self.findings],
         }
 
 
 class AuditLog:
     """Appends privacy-relevant events; details hold pseudonyms, counts and codes only."""
 
-    def __init__(self, db: aiosqlite.Connection, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        clock: Callable[[], float] = time.time,
+        trusted: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._trusted = trusted
         self._last_seq = -1
         self._last_hash = GENESIS
         self._checkpointed = -1
@@ -137,6 +151,8 @@ class AuditLog:
         async with transaction(self._db):  # also serialises concurrent appends
             seq = self._last_seq + 1
             ts = round(self._clock(), 6)
+            if not self._trusted():
+                details = {**details, UNTRUSTED_KEY: UNTRUSTED}
             details_json = canonical_details(details)
             digest = entry_hash(self._last_hash, seq, ts, event, details_json)
             await self._db.execute(
@@ -233,7 +249,9 @@ async def verify_tables(
                 break
     if fault is None:
         fault = verifier.finish()
-    return AuditReport(verifier.count, verifier.head, len(checkpoints), last, fault)
+    return AuditReport(
+        verifier.count, verifier.head, len(checkpoints), last, fault, tuple(verifier.findings)
+    )
 
 
 def _parsed(row: Any) -> Entry | ChainFault:

@@ -98,9 +98,10 @@ def describe(report: AuditReport) -> str:
         )
     if report.head is None:
         return f"ok: the audit log is empty; {coverage}"
+    findings = "".join(f"\nfinding: entry {f.seq}: {f.problem}" for f in report.findings)
     return (
         f"ok: audit log intact: {report.entries} entries (0-{report.head}); {coverage}; "
-        f"{report.unsigned} newer entries are covered by the hash chain only"
+        f"{report.unsigned} newer entries are covered by the hash chain only{findings}"
     )
 
 

@@ -5,7 +5,9 @@ persists ``epoch`` and ``last_announcement_hash`` after every rotation and hands
 the next start's ``Sealer`` so epoch numbers only go up and the ``prev`` chain continues.
 
 A new epoch starts (``rotate``) at the first seal after a start, when the epoch has sealed
-``max_records`` records (never more than 65536), when it is ``max_age_s`` old, and whenever the
+``max_records`` records (never more than 65536), when it is ``max_age_s`` old (measured on the
+injected ``monotonic`` clock, so a wall-clock jump neither stops nor hastens rotation; the
+wall ``clock`` only dates announcements and rows: docs/clock.md), and whenever the
 caller asks (a recipient key change or a ``keys/rotate`` command). Each epoch's secret is 32
 bytes from ``os.urandom``, held in a ``bytearray`` only long enough to wrap it for the
 recipient and derive the AEAD key and base IV; when the next epoch starts the old key material
@@ -99,7 +101,7 @@ class _Epoch:
         self.number = number
         self.kid = kid
         self.keys = keys
-        self.started = started
+        self.started = started  # monotonic
         self.seq = 0
         self.routes: dict[tuple[str, str], _Route] = {}
 
@@ -124,6 +126,7 @@ class Sealer:
         last_epoch: int = 0,
         prev_hash: bytes = b"",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not SEGMENT.fullmatch(hub_id):  # a topic segment on every broker: no "."
             raise ValueError(f"hub id {hub_id!r} is not 1-64 of [A-Za-z0-9_-]")
@@ -145,6 +148,7 @@ class Sealer:
         self._last_epoch = last_epoch
         self._prev_hash = prev_hash
         self._clock = clock
+        self._monotonic = monotonic
         self._current: _Epoch | None = None
         self._announcements: OrderedDict[bytes, bytes] = OrderedDict()
         self._validated: set[tuple[str, str]] = set()
@@ -180,8 +184,13 @@ class Sealer:
         key = self.kid if kid is None else kid
         return None if key is None else self._announcements.get(key)
 
+    @property
+    def started_mono(self) -> float | None:
+        """The monotonic time the current epoch started (None before the first rotation)."""
+        return None if self._current is None else self._current.started
+
     def due(self, now: float) -> bool:
-        """Return whether the next seal at time ``now`` will start a new epoch."""
+        """Return whether the next seal at monotonic time ``now`` will start a new epoch."""
         return self._rotation_reason(now) is not None
 
     def rotate(
@@ -209,12 +218,12 @@ class Sealer:
         Raises SealError, before sealing anything, if an observation has a malformed device
         pseudonym or category, a value CBOR cannot encode, or a plaintext over the size limit.
         """
-        now = self._clock()
+        now, mono = self._clock(), self._monotonic()
         plaintexts = [self._plaintext(obs) for obs in observations]
         rows: list[OutboxRow] = []
         state = self._current
         for obs, plaintext in zip(observations, plaintexts, strict=True):
-            reason = self._rotation_reason(now)
+            reason = self._rotation_reason(mono)
             if reason is not None or state is None:
                 announcement, state = self._rotate(reason or REASON_START, now)
                 rows.append(announcement)
@@ -240,13 +249,13 @@ class Sealer:
             )
         return rows
 
-    def _rotation_reason(self, now: float) -> str | None:
+    def _rotation_reason(self, mono: float) -> str | None:
         state = self._current
         if state is None:
             return REASON_START
         if state.seq >= self._limit:
             return REASON_MAX_RECORDS
-        if now - state.started >= self._max_age_s:
+        if mono - state.started >= self._max_age_s:
             return REASON_MAX_AGE
         return None
 
@@ -304,7 +313,7 @@ class Sealer:
         kid = kid_of(body)
         if self._current is not None:
             self._current.wipe()
-        state = self._current = _Epoch(number, kid, keys, now)
+        state = self._current = _Epoch(number, kid, keys, self._monotonic())
         self._last_epoch = number
         self._prev_hash = announcement_hash(announcement)
         self._announcements[kid] = announcement

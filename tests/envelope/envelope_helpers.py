@@ -64,6 +64,7 @@ class World:
             last_epoch=last_epoch,
             prev_hash=prev_hash,
             clock=self.clock,
+            monotonic=self.clock,
         )
 
     def consumer(
