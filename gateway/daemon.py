@@ -179,6 +179,8 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         wall=time.time,
         mono=time.monotonic,
     )
+    link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
+    publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
     pipeline = Pipeline(
         policy=policy,
         sealer=gate,
@@ -189,9 +191,8 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         keyed_hash=pseudonyms.keyed_hash,
         aggregate_window_s=config.consent.aggregate_window_s,
         batch_size=config.outbox.batch_size,
+        room=publisher.room,
     )
-    link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
-    publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
     purger = Purger(db, outbox, counters, audit)
     changes = Changes(
         db=db, audit=audit, outbox=outbox, publisher=publisher, pipeline=pipeline, purger=purger

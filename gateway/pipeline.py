@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 Stage = Callable[[list[Observation]], list[Observation]]
 FieldCategory = Callable[[str, str], str | None]
 QUEUE_SIZE: Final = 100_000
+# How long a reading may wait for others to fill a batch (latency bought for CPU per record).
+LINGER_S: Final = 0.1
 # Coarse location: coordinates rounded to 0.1 degree (about 11 km of latitude), city level.
 COARSE_DECIMALS: Final = 1
 
@@ -183,6 +185,12 @@ def coarsen(obs: Observation) -> Observation:
     return Observation(obs.device, LOCATION_COARSE, obs.ts, fields)
 
 
+def _always() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 # --- the pipeline ----------------------------------------------------------------------------
 class Pipeline:
     """Batches readings through the stages into the outbox."""
@@ -200,6 +208,8 @@ class Pipeline:
         aggregate_window_s: float = 300.0,
         batch_size: int = 1000,
         queue_size: int = QUEUE_SIZE,
+        linger_s: float = LINGER_S,
+        room: asyncio.Event | None = None,
     ) -> None:
         # Which devices may report: set by the daemon once the registry exists.
         self.known_device: Callable[[str], bool] = lambda _: True
@@ -209,6 +219,8 @@ class Pipeline:
         self._field_category = field_category
         self._ttl = ttl
         self._batch_size = batch_size
+        self._linger_s = linger_s
+        self._room = room if room is not None else _always()
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(queue_size)
         self._aggregator = Aggregator(aggregate_window_s)
         self._stages: tuple[Stage, ...] = (
@@ -243,9 +255,19 @@ class Pipeline:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        """Process readings forever, in batches of whatever is queued (up to batch_size)."""
+        """Process readings forever, in batches of whatever is queued (up to batch_size).
+
+        A reading that finds the queue short of a batch waits up to ``linger_s`` for others
+        (at everyday load one batch, one seal and one publish burst per interval instead of
+        one per reading); while egress has no room (``room`` clear: records wait unsent) no
+        batch is taken, so the CPU goes to sending and new readings are refused at the door.
+        """
         while True:
-            await self.process(self._take([await self._queue.get()]))
+            first = await self._queue.get()
+            if self._linger_s and self._queue.qsize() < self._batch_size - 1:
+                await asyncio.sleep(self._linger_s)
+            await self._room.wait()
+            await self.process(self._take([first]))
 
     async def flush(self) -> None:
         """Commit everything queued now, and the open aggregate windows (used at shutdown)."""

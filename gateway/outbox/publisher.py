@@ -32,6 +32,7 @@ IDLE_WAIT_S: Final = 0.5
 BARRIER_TIMEOUT_S: Final = 1.0
 YIELD_EVERY: Final = 64
 LINK_POLL_S: Final = 0.01  # while a lost connection is still the link's current one
+BACKLOG_WINDOWS: Final = 4
 
 
 class Publisher:
@@ -58,6 +59,12 @@ class Publisher:
         self._unpaused.set()
         self._pauses = 0
         self.acked_total = 0
+        # Set while ingestion may go on: the broker is away (records go to the outbox), or
+        # fewer than BACKLOG_WINDOWS windows of records wait to be sent. Cleared under
+        # overload, so the pipeline leaves the CPU to sending and readings are refused at
+        # the door (counted) instead of piling up unsent.
+        self.room = asyncio.Event()
+        self.room.set()
 
     @property
     def inflight(self) -> int:
@@ -84,6 +91,7 @@ class Publisher:
             finally:
                 self._flush_acks()
                 self._inflight.clear()
+                self.room.set()  # no broker: records are kept in the outbox
             await asyncio.sleep(0)  # never loop back without letting the link run
 
     def _attach(self, connection: Connection) -> None:
@@ -100,6 +108,12 @@ class Publisher:
         client.on_publish = on_publish
         take_pubacks(client, self._inflight.__contains__, self._on_ack)
 
+    def _update_room(self, sent_up_to: int) -> None:
+        if self._outbox.last_id - sent_up_to > BACKLOG_WINDOWS * self._window:
+            self.room.clear()
+        else:
+            self.room.set()
+
     def _on_ack(self, mid: int, reason: int) -> None:
         row_id, category, size = self._inflight.pop(mid)
         if reason >= FAILURE:
@@ -110,7 +124,10 @@ class Publisher:
             self._acked.append(row_id)
             self._acked_bytes += size
             self._counters.inc(f"forwarded.{category}")
-        self._wake.set()
+        # wake the pump only where it may be waiting on acks: the window has room again, or
+        # everything is acknowledged (one wake-up per window, not one per PUBACK)
+        if len(self._inflight) in (0, self._window - self._window // 4):
+            self._wake.set()
 
     async def _pump(self, connection: Connection) -> None:
         client = connection.paho
@@ -125,6 +142,7 @@ class Publisher:
                 await self._sleep_until_woken()
                 continue
             rows = await self._outbox.fetch_after(last_id, free)
+            self._update_room(last_id)
             if not rows:
                 self._flush_acks()
                 await self._sleep_until_woken(self._outbox.appended)

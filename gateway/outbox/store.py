@@ -179,6 +179,11 @@ class Outbox:
         return (int(stored) if stored else 0), (prev or b"")
 
     @property
+    def last_id(self) -> int:
+        """Return the id of the newest queued row."""
+        return self._last_id
+
+    @property
     def staged(self) -> int:
         """Return how many queued records are not on disk yet."""
         return len(self._staged)
