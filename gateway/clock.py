@@ -46,6 +46,9 @@ FLOOR_KEY: Final = "clock.floor"
 # steps); larger steps are jumps, reported and not followed within the run.
 FOLLOW_S: Final = 300.0
 CHECK_INTERVAL_S: Final = 1.0
+# A change of (wall - monotonic) beyond this between checks is a step of the wall clock.
+STEP_S: Final = 1.0
+_MAX_STRETCHES: Final = 16
 # The floor is persisted at the anchor, then at most this often (SD-card wear) and at the stop.
 FLOOR_SAVE_S: Final = 600.0
 SYNCED: Final = "synced"
@@ -139,6 +142,8 @@ class HubClock:
         self._start_mono = mono()
         self._anchor: tuple[float, float] | None = None  # (wall, mono) at the last agreement
         self._anchored_since: float | None = None
+        # wall minus monotonic of each stretch between steps of the wall clock (newest last)
+        self._offsets: list[float] = []
         self._jumped = False
         self._synced = False
         self._saved_at: float | None = None
@@ -187,9 +192,26 @@ class HubClock:
         anchor = self._anchor
         return None if anchor is None else anchor[0] + (mono - anchor[1])
 
+    def rebase(self, ts: float, mono_now: float) -> float:
+        """Return ``ts``, a time read from the wall clock at most a run ago, in hub time:
+        the wall-clock stretch it was read in is the one that puts its monotonic read time
+        within this run (``ts`` as is before the anchor)."""
+        anchor = self._anchor
+        if anchor is None:
+            return ts
+        true_offset = anchor[0] - anchor[1]
+        for offset in reversed(self._offsets):
+            if self._start_mono - FOLLOW_S <= ts - offset <= mono_now + FOLLOW_S:
+                return ts + (true_offset - offset)
+        return ts + (true_offset - (self._wall() - mono_now))
+
     def check(self) -> bool:
         """Read the wall clock and sync sources; update trust; return whether it changed."""
         wall, mono = self._wall(), self._mono()
+        offsets = self._offsets
+        if not offsets or abs(wall - mono - offsets[-1]) > STEP_S:
+            offsets.append(wall - mono)
+            del offsets[:-_MAX_STRETCHES]
         synced, service = self._source()
         sync_ok = synced or (self._require == "no") or (self._require == "auto" and not service)
         trusted_wall = sync_ok and wall >= self._floor

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from gateway.clock import HubClock
+from gateway.clock import FOLLOW_S, HubClock
 from gateway.counters import Counters
 from gateway.envelope.sealer import Sealer
 from gateway.model import Observation, OutboxRow
@@ -89,8 +89,9 @@ class ClockGate:
         return self._sealer.rotate(reason)
 
     def due(self, now: float) -> bool:
-        """Whether the current epoch is too old at monotonic time ``now``."""
-        return self._sealer.due(now)
+        """Whether the current epoch is too old at monotonic time ``now`` (never before the
+        anchor: nothing is sealed then, and an announcement would carry an untrusted window)."""
+        return self._clock.anchored and self._sealer.due(now)
 
     def seal_batch(
         self, observations: Sequence[Observation], ttl: Callable[[str], float]
@@ -104,9 +105,20 @@ class ClockGate:
             return self._seal_overflow(ttl)
         rows = self._rotate_untrusted_epoch()
         batch = self.release()
-        batch.extend(rebased(observations, clock.now() - self._wall()))
+        batch.extend(self._in_hub_time(observations, self._wall(), clock.now()))
         rows.extend(self._sealer.seal_batch(batch, ttl))
         return rows
+
+    def _in_hub_time(
+        self, observations: Sequence[Observation], wall: float, true: float
+    ) -> Sequence[Observation]:
+        """Return ``observations``, which arrived when the wall clock read ``wall`` and hub
+        time was ``true``, with their ``ts`` in hub time."""
+        if all(abs(obs.ts - wall) <= FOLLOW_S for obs in observations):
+            return rebased(observations, true - wall)
+        # read before a step of the wall clock (e.g. queued when NTP synchronised)
+        mono, rebase = self._mono(), self._clock.rebase
+        return [dataclasses.replace(obs, ts=rebase(obs.ts, mono)) for obs in observations]
 
     def release(self) -> list[Observation]:
         """Return the held observations re-based on hub time (none before the anchor)."""
@@ -117,7 +129,7 @@ class ClockGate:
             if true is None:  # not anchored: they keep waiting
                 self._held.appendleft(held)
                 break
-            out.extend(rebased(held.observations, true - held.wall))
+            out.extend(self._in_hub_time(held.observations, held.wall, true))
         self.held -= len(out)
         return out
 

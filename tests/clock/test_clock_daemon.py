@@ -1,0 +1,115 @@
+"""The real daemon under a faked wall clock (libfaketime; monotonic clock real), a real
+Mosquitto and the consumer library: boot at 1970 with the broker down then a jump to now, a
+backward jump of a year, a forward jump of a year (docs/clock.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.clock.faketime_hub import YEAR_S, Watcher, faked_hub, real_now
+from tests.support.hub import eventually
+from tests.support.mosquitto import Mosquitto
+
+# Short retention: a record dated by a 1970 clock, or expired by a clock a year ahead, would
+# be destroyed within a sweep.
+SHORT_RETENTION = "[retention]\ndefault_s = 30.0\nsweep_interval_s = 0.2\n"
+SIMULATED = "[simulator]\ndevices = 2\nrate_hz = 10.0\n"
+
+
+async def test_boot_at_1970_with_the_broker_down_then_the_clock_jumps_to_now(
+    tmp_path: Path,
+) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true")  # down at boot
+    spawned = real_now()
+    async with faked_hub(
+        tmp_path, broker.port, "clock-boot", SIMULATED + SHORT_RETENTION, offset=100 - spawned
+    ) as hub:
+        await asyncio.sleep(3.0)  # collecting at 1970, nothing to send to
+        assert "hub time anchored" not in hub.log()
+        jumped = real_now()
+        hub.set_offset(0)  # NTP synchronises: the wall clock jumps to now
+        await hub.wait_log("hub time anchored", timeout=5)
+        await asyncio.sleep(0.5)  # a sweep or two after the jump, still no broker
+        broker.start()
+        watcher = Watcher(hub, broker.port)
+        async with watcher.watching():
+            await eventually(
+                lambda: (
+                    watcher.health.get("clock") == "synced"
+                    and watcher.health["outbox"]["rows"] == 0
+                    and watcher.health["clock_held"] == 0
+                ),
+                timeout=20,
+                what="backlog delivered",
+            )
+            await asyncio.sleep(0.5)
+    broker.stop()
+    sink = watcher.sink
+    assert sink.errors == []
+    assert sink.gaps() == []
+    stamps = [r.ts for r in sink.opened]
+    before_jump = [ts for ts in stamps if ts < jumped]
+    # ~2 devices x 10 Hz x 3 s read at "1970": all delivered, dated when they were read
+    assert len(before_jump) >= 30
+    assert min(stamps) >= spawned - 1
+    assert max(stamps) <= real_now() + 1
+    counters = watcher.health["counters"]
+    assert "retention.expired" not in counters
+    assert "clock.sealed_unsynced" not in counters
+
+
+async def test_backward_jump_epochs_still_rotate_and_records_keep_hub_time(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    async with faked_hub(
+        tmp_path, broker.port, "clock-back", SIMULATED, offset=0, epoch_max_age_s=1.0
+    ) as hub:
+        watcher = Watcher(hub, broker.port)
+        async with watcher.watching():
+            await eventually(lambda: len(watcher.sink.opened) > 10, what="records flow")
+            hub.set_offset(-YEAR_S)
+            jumped = real_now()
+            await eventually(
+                lambda: watcher.health.get("clock") == "unsynced",
+                timeout=5,
+                what="the step back is reported",
+            )
+            epochs = watcher.sink.consumer.epochs()
+            at_jump = max(e.epoch for e in epochs)
+            await asyncio.sleep(4.0)
+            epochs = watcher.sink.consumer.epochs()
+    sink = watcher.sink
+    assert sink.errors == []
+    # epoch_max_age_s = 1: about 4 rotations due in 4 s; on a wall clock gone back they stop
+    assert max(e.epoch for e in epochs) - at_jump >= 3
+    late = [r for r in sink.opened if r.epoch > at_jump]
+    assert late
+    assert all(abs(r.ts - real_now()) < 30 for r in late)  # hub time, not a year ago
+    assert all(e.not_before > jumped - 60 for e in epochs if e.epoch > at_jump)
+
+
+async def test_forward_jump_expires_nothing(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true")  # an outage
+    config = SIMULATED + SHORT_RETENTION
+    async with faked_hub(tmp_path, broker.port, "clock-fwd", config, offset=0) as hub:
+        await asyncio.sleep(2.0)  # records queue up
+        hub.set_offset(YEAR_S)
+        await hub.wait_log("stepped away from hub time", timeout=5)
+        await asyncio.sleep(1.0)  # several sweeps at a wall clock a year ahead
+        broker.start()
+        watcher = Watcher(hub, broker.port)
+        async with watcher.watching():
+            await eventually(
+                lambda: bool(watcher.health) and watcher.health["outbox"]["rows"] == 0,
+                timeout=20,
+                what="backlog delivered",
+            )
+            await asyncio.sleep(0.5)
+    broker.stop()
+    sink = watcher.sink
+    assert sink.errors == []
+    assert sink.gaps() == []
+    assert len(sink.opened) >= 30
+    assert "retention.expired" not in watcher.health["counters"]
+    assert all(abs(r.ts - real_now()) < 60 for r in sink.opened)
