@@ -217,10 +217,15 @@ class Intake:
                 ready.clear()
                 await ready.wait()
                 continue
+            if not critical:  # the normal lane waits while a privacy-critical request runs
+                await self._router.quiet.wait()
             item = lane.popleft()
             request = item.request
             response = await self._router.dispatch(request.command, request.payload, item.client)
             self._answer(item, response.encode())
+            # a refusal's dispatch never suspends: without this, a full lane would hold the
+            # event loop (and the critical lane) for its whole length
+            await asyncio.sleep(0)
 
     def _answer(self, item: _Item, payload: bytes, qos: int = 1) -> None:
         request = item.request
@@ -315,6 +320,7 @@ class Intake:
             kind = next(iter(self._refusals))
             error, count = self._refusals.pop(kind)
             await self._router.refused(kind[0], error, kind[3], count)
+            await asyncio.sleep(0)  # as in _serve: one refusal per turn of the event loop
 
 
 def reply_topic_allowed(topics: Topics, topic: str) -> bool:

@@ -32,6 +32,8 @@ class Connection:
         self.client = client
         self.protocol = protocol
         self.lost = asyncio.Event()  # set when paho reports the loss or the link lets go
+        self._quick = bytearray()  # QoS 0 packets of this turn of the event loop, encoded
+        self._quick_flush: asyncio.Handle | None = None
         on_paho_disconnect(client._client, self.lost.set)
 
     @property
@@ -73,6 +75,23 @@ class Connection:
         # Control answers and retained state must not wait behind the records in flight: a
         # PUBACK comes only after the broker has taken every record sent before.
         self.paho.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    def send_quick(self, topic: str, payload: bytes, correlation: bytes | None) -> None:
+        """Queue one QoS 0 message; those queued in the same turn of the event loop are
+        handed to paho as one write (one system call, no per-message objects)."""
+        # paho writes every packet with a send() of its own and builds a ReasonCode and a
+        # Properties object for each QoS 0 message it has written: for a flood's refusals,
+        # most of what answering them costs
+        self._quick += encode_publish(topic, payload, correlation, v5=self.protocol == 5)
+        if self._quick_flush is None:
+            self._quick_flush = asyncio.get_running_loop().call_soon(self._flush_quick)
+
+    def _flush_quick(self) -> None:
+        self._quick_flush = None
+        data, self._quick = bytes(self._quick), bytearray()
+        if data and self.alive and self.paho.socket() is not None:
+            # command 0: raw bytes to paho, which then runs no callback for them
+            self.paho._packet_queue(0, data, 0, 0)
 
     async def subscribe(self, topic: str) -> None:
         """Subscribe to ``topic`` at QoS 1 and wait for the SUBACK (same failures as publish)."""
@@ -124,6 +143,31 @@ async def close_client(client: aiomqtt.Client) -> None:
     disconnected = client._disconnected
     if disconnected.done() and not disconnected.cancelled():
         disconnected.exception()
+
+
+def encode_publish(topic: str, payload: bytes, correlation: bytes | None, *, v5: bool) -> bytes:
+    """Return the bytes of a QoS 0 PUBLISH of ``payload`` on ``topic`` (MQTT 5 section 3.3,
+    with ``correlation`` as its Correlation Data; MQTT 3.1.1 without properties)."""
+    name = topic.encode()
+    body = bytearray(len(name).to_bytes(2, "big"))
+    body += name
+    if v5:
+        if correlation is None:
+            body.append(0)
+        else:
+            prop = b"\x09" + len(correlation).to_bytes(2, "big") + correlation
+            body += _varint(len(prop)) + prop
+    body += payload
+    return b"\x30" + _varint(len(body)) + bytes(body)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def response_properties(correlation: bytes | None) -> Properties | None:

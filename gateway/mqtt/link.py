@@ -267,7 +267,11 @@ class MqttLink:
         if connection is None or not connection.alive:
             return False
         try:
-            connection.send(topic, payload, properties=response_properties(correlation), qos=qos)
+            if qos == 0:
+                connection.send_quick(topic, payload, correlation)
+            else:
+                props = response_properties(correlation)
+                connection.send(topic, payload, properties=props, qos=qos)
         except ValueError:  # a topic paho will not publish to (the intake checks it first)
             logger.warning("response topic refused by the MQTT client")
         return True

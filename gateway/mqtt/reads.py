@@ -17,7 +17,11 @@ never holds the loop (and the hub's other connection) for longer than a slice.
 while a privacy-critical request waits or runs): the event loop, the GIL and the database
 thread are then the withdrawal's, and no answer to a flood is queued behind its barrier. The
 broker keeps what it sends meanwhile (or drops QoS 0 requests past its queue); reading resumes
-when the event is set, or after ``HOLD_MAX_S`` at the latest.
+when the event is set, or after ``HOLD_MAX_S`` at the latest. It also stops reading while
+more than ``UNSENT_MAX`` packets wait to be written (answers to a flood the broker is slow to
+take): the hub reads no more requests than it can answer, its unsent answers stay bounded,
+and a withdrawal's barrier (nothing queued before it may still be sent) waits for at most
+that many, and one write of paho's takes a few milliseconds, not a hundred.
 
 ``take_publishes`` hands every incoming QoS 0/1 PUBLISH to a callback as (topic, payload,
 response topic, correlation data), read straight from the packet (MQTT 5 section 3.3): paho
@@ -41,6 +45,8 @@ from paho.mqtt.enums import MQTTErrorCode
 CHUNK: Final = 65536
 SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
+UNSENT_MAX: Final = 128
+DRAIN_POLL_S: Final = 0.002
 PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
 """``handler(topic, payload, response_topic, correlation)``: must return at once."""
 
@@ -58,7 +64,6 @@ def buffer_reads(client: paho.Client) -> None:
     """Make ``client`` read its socket in chunks; its packets and callbacks stay the same."""
     state: Any = client  # paho's private socket reader, replaced on this instance only
     sock_recv: Callable[[int], bytes] = state._sock_recv
-    loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     pending = bytearray()  # one socket's bytes: the link makes a new client per connection
     resuming: list[asyncio.Handle] = []
 
@@ -74,13 +79,22 @@ def buffer_reads(client: paho.Client) -> None:
         return data[:size]
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
-        rc = loop_read(max_packets)
+        # paho's loop_read reads as many packets as it has messages in flight (thousands of
+        # unacknowledged answers under a flood) in one call: here, one packet at a time (as
+        # paho's own loop does it) until the socket is empty or the slice is over
         until = time.monotonic() + SLICE_S
-        while pending and rc == paho.MQTT_ERR_SUCCESS and state._sock is not None:
-            if time.monotonic() > until and _resume_later():
-                break
-            rc = loop_read(max_packets)  # each call takes at least one buffered byte
-        return rc
+        while True:
+            if state._sock is None:
+                return paho.MQTT_ERR_NO_CONN
+            rc: MQTTErrorCode = state._packet_read()
+            if rc > 0:
+                handled: MQTTErrorCode = state._loop_rc_handle(rc)
+                return handled
+            if rc == paho.MQTT_ERR_AGAIN:
+                return paho.MQTT_ERR_SUCCESS
+            # bytes still in the socket make it readable again; buffered ones are resumed
+            if time.monotonic() > until and (not pending or _resume_later()):
+                return paho.MQTT_ERR_SUCCESS
 
     def _resume_later() -> bool:
         if resuming:
@@ -105,15 +119,16 @@ def buffer_reads(client: paho.Client) -> None:
 def hold_reads(
     client: paho.Client, quiet: asyncio.Event, on_error: Callable[[Exception], None]
 ) -> None:
-    """Make ``client`` stop reading its socket while ``quiet`` is clear (at most HOLD_MAX_S
-    at a time); ``on_error(exc)`` is told of a read that fails once reading resumes."""
+    """Make ``client`` stop reading its socket while ``quiet`` is clear or more than
+    UNSENT_MAX packets wait to be written (at most HOLD_MAX_S at a time); ``on_error(exc)`` is
+    told of a read that fails once reading resumes."""
     state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     waiting: list[asyncio.Task[None]] = []
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
         sock = state._sock
-        if quiet.is_set() or waiting or sock is None:
+        if (quiet.is_set() and len(state._out_packet) <= UNSENT_MAX) or waiting or sock is None:
             return loop_read(max_packets)
         loop = asyncio.get_running_loop()
         if not loop.remove_reader(sock.fileno()):  # not read through the loop: read as asked
@@ -125,6 +140,8 @@ def hold_reads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_MAX_S):
                 await quiet.wait()
+                while len(state._out_packet) > UNSENT_MAX and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
+                    await asyncio.sleep(DRAIN_POLL_S)
         waiting.clear()
         if state._sock is sock:  # still this connection's socket: read it again
             loop.add_reader(sock.fileno(), reader)
