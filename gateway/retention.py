@@ -6,6 +6,11 @@ this sweep deletes expired rows every ``sweep_interval_s`` and also on every bro
 are destroyed, never forwarded. It counts them on ``health`` (``retention.expired``) and
 writes one audit entry per sweep that destroyed something. While connected, a backlog older
 than its TTL can be forwarded at most ``sweep_interval_s`` late.
+
+The outbox decides expiry by the hub clock's lower bound of the true time (``HubClock.
+lower_bound``, wired by the daemon; docs/clock.md): hub time once the wall clock was trusted
+in this run, else the persisted floor plus the run's monotonic time. So a wall-clock jump, or
+a boot at 1970, never destroys a record early; an untrusted clock can only make it late.
 """
 
 from __future__ import annotations
