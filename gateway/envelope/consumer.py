@@ -46,15 +46,13 @@ from gateway.envelope.format import (
     EpochCore,
     Value,
     decode_plaintext,
-    enc_structure,
-    external_aad,
     parse_announcement,
-    parse_record,
     signed_message,
 )
+from gateway.envelope.hotpath import data_topic_aad, record_aad, split_record
 from gateway.envelope.keys import recipient_kid
 from gateway.envelope.keyschedule import SECRET_LENGTH, EpochKeys, unwrap_secret
-from gateway.envelope.topics import category_segment, parse_data_topic, parse_epoch_topic
+from gateway.envelope.topics import category_segment, parse_epoch_topic
 
 DEFAULT_ACCEPT_DELAY_S: Final = 7 * 86400.0
 DEFAULT_MAX_EPOCHS_PER_HUB: Final = 512
@@ -205,8 +203,8 @@ class Consumer:
         """Verify, decrypt and de-duplicate the record ``payload`` received on ``topic``."""
         if len(payload) > MAX_ENVELOPE_SIZE:
             raise MalformedError(f"the record is larger than {MAX_ENVELOPE_SIZE} bytes")
-        where = parse_data_topic(topic)
-        record = parse_record(payload)
+        where, external_prefix = data_topic_aad(topic)  # memoised per topic
+        record = split_record(payload)
         header = record.header
         now = self._clock()
         self._opens += 1
@@ -239,7 +237,7 @@ class Consumer:
         seq = record.seq
         if seq >= info.max_records:
             raise MalformedError(f"seq {seq} is beyond the epoch's maximum {info.max_records}")
-        aad = enc_structure(record.protected, external_aad(info.hub_id, topic, seq))
+        aad = record_aad(record.protected, external_prefix, seq)  # where.hub_id is info's
         try:
             plaintext = state.keys.open(seq, record.ciphertext, aad)
         except InvalidTag:

@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
+from gateway.envelope.inbox import Delivery, Inbox
 from gateway.envelope.pending import PendingRecords, ResendRequest, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
 from gateway.envelope.topics import epoch_topic
@@ -40,6 +41,7 @@ from gateway.sinks.base import Sink, StoredAnnouncement
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
 DEFAULT_MAX_BATCH = 1000
+SETTLE_S = 2.0  # at most this long to confirm the last acknowledgements at a stop
 
 
 class BrokerRefusedError(ConsentgateError):
@@ -106,6 +108,7 @@ async def consume(
     """
     session = Session(consumer, pending)
     client = _client(broker, protocol, client_id, session_expiry_s)
+    inbox = Inbox(client)  # the data path, without aiomqtt's per-message objects
     stored = 0
     held_acks: dict[bytes, list[int]] = {}
     try:
@@ -120,15 +123,14 @@ async def consume(
         if count is not None and count <= 0:
             return session.stats()
         opened = 0
-        messages = client.messages
         try:
             async with asyncio.timeout(seconds) as deadline:
                 while count is None or opened < count:
-                    batch = [await anext(messages)]
-                    while len(messages) and len(batch) < max_batch:
-                        batch.append(await anext(messages))
+                    batch = await inbox.take(max_batch)
                     work = await _open_batch(session, sink, base, batch, held_acks)
-                    stored += await _deliver(client, work, sink, on_record, on_rejection)
+                    stored += await _deliver(
+                        client, work, sink, on_record, on_rejection, inbox=inbox
+                    )
                     opened += len(work.records)
         except TimeoutError:
             if not deadline.expired():
@@ -136,9 +138,24 @@ async def consume(
     except aiomqtt.MqttError as exc:
         raise BrokerLostError(f"broker {broker.host}:{broker.port}: {exc}") from exc
     finally:
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await _settle(client, base)
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
     return replace(session.stats(), stored=stored)
+
+
+async def _settle(client: aiomqtt.Client, base: str) -> None:
+    """Return once the broker has processed every acknowledgement sent so far.
+
+    paho closes the socket right after its DISCONNECT; with deliveries still unread, the kernel
+    answers with a reset that can discard the last PUBACKs at the broker (measured: a whole
+    batch was sent again to the next connection). The broker handles a client's packets in
+    order (MQTT 5 section 4.6), so the answer to an UNSUBSCRIBE of a filter never subscribed
+    comes after every earlier PUBACK was applied.
+    """
+    async with asyncio.timeout(SETTLE_S):
+        await client.unsubscribe(f"{base}/+/settle")
 
 
 async def _deliver(
@@ -147,11 +164,12 @@ async def _deliver(
     sink: Sink | None,
     on_record: Callable[[OpenedRecord], None],
     on_rejection: Callable[[Rejection], None] | None,
+    *,
+    inbox: Inbox,
 ) -> int:
     """Commit the batch, then acknowledge its messages, report it and send its requests."""
     stored = 0 if sink is None else await sink.store(work.records, work.announcements)
-    for mid in work.acks:
-        client._client.ack(mid, 1)  # paho 2.x manual acknowledgement, after the commit
+    inbox.acknowledge(work.acks)  # manual acknowledgements, after the commit
     for record in work.records:
         on_record(record)
     if on_rejection is not None:
@@ -197,12 +215,12 @@ async def _open_batch(
     session: Session,
     sink: Sink | None,
     base: str,
-    batch: list[aiomqtt.Message],
+    batch: list[Delivery],
     held_acks: dict[bytes, list[int]],
 ) -> _Batch:
     work = _Batch()
     for message in batch:
-        outcome = _handle(session, message.topic.value, message.payload)
+        outcome = _handle(session, message.topic, message.payload)
         _collect(work, outcome, message.payload, held_acks)
         if outcome.held is not None:
             if message.qos > 0:
