@@ -167,3 +167,26 @@ async def test_refusals_are_audited_once_per_client_and_reason_per_minute() -> N
     assert audit.entries[-1]["repeated"] == 500
     assert counters.get("commands.unknown") == 1501  # the invalid JSON one too
     assert counters.get("commands.refused.unknown_command") == 1500
+
+
+async def test_a_critical_request_is_run_once_whichever_link_brings_it_first() -> None:
+    intake, sent, _gate, counters = make(Limits())
+    body = json.dumps({"transaction": "w"}).encode()
+    control = Request("consent/set", body, "me/reply", b"c1", control=True)
+    main = Request("consent/set", body, "me/reply", b"c1")
+    task = asyncio.create_task(intake.run())
+    try:
+        intake.offer(control)
+        intake.offer(main)  # the main link's copy, later: dropped
+        intake.offer(main)  # the main link brings a request first: run
+        intake.offer(control)  # and the control link's copy of it is dropped
+        intake.offer(control)  # the same request sent again on one link: run again
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [body["transaction"] for _, body in sent.items] == ["w", "w", "w"]
+    assert counters.get("requests.copies") == 2
+    assert counters.get("requests.received") == 3
+    assert intake.waiting == 0
