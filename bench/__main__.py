@@ -16,6 +16,9 @@ Each part runs against a private Mosquitto on loopback with the configuration us
 - P6 Wi-Fi: HomeKit discovery to candidate against a bare zeroconf browser, pairing against a
   bare aiohomekit pairing of the same accessory, RSS per paired accessory against the hub's
   baseline RSS, all in the same run (bench.wifi).
+- P7 fleet: hundreds of sealing hubs and a few real hub daemons -> one Mosquitto -> 1, 2, 4
+  `consume` workers in a group -> PostgreSQL (bench.fleet): records/s landed per worker and per
+  CPU-second against the sink alone in the same run; exactly-once counted in SQL (a hard check).
 
 Speed goals are reported as ratios or verdicts, never asserted: the exit status is 1 only when a
 correctness check fails (a withdrawn record seen after the acknowledgement, a backlog not fully
@@ -36,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bench import backlog, ble_adverts, consent_withdrawal, pipeline, startup, wifi
+from bench import backlog, ble_adverts, consent_withdrawal, fleet, pipeline, startup, wifi
 from bench.common import machine, write_results
 
 MB_GOAL: Final = 60.0
@@ -58,10 +61,11 @@ class Sizes:
     p5_seconds: float
     p5_starts: int
     p6_accessories: int = 5
+    p7_fleet: fleet.Sizes = fleet.DEFAULT
 
 
 FULL: Final = Sizes(50_000, 5, 100_000, 20, 100_000, 3, 60_000, 3, 20.0, 5)
-QUICK: Final = Sizes(10_000, 1, 5_000, 3, 10_000, 1, 5_000, 1, 3.0, 2, 2)
+QUICK: Final = Sizes(10_000, 1, 5_000, 3, 10_000, 1, 5_000, 1, 3.0, 2, 2, fleet.QUICK)
 
 
 def _verdict(ok: bool) -> str:
@@ -224,6 +228,34 @@ def p6(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     ]
 
 
+def p7(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
+    """Run P7 (the fleet); return its results and table rows (ratios to the sink alone)."""
+    r = asyncio.run(fleet.measure(sizes.p7_fleet))
+    limit = r["sink_limit_per_s"]
+    rows: list[Row] = [
+        ("P7 PostgreSQL sink alone, batches of 1000 (rec/s)", f"{limit:,}", "limit", "")
+    ]
+    for run in r["runs"]:
+        rows.append(
+            (
+                f"P7 fleet -> {run['workers']} consume worker(s) -> PostgreSQL (rec/s)",
+                f"{run['landed_per_s']:,} ({run['per_cpu_s']:,}/CPU-s)",
+                "x sink limit",
+                f"{run['ratio_to_sink_limit']:.2f}",
+            )
+        )
+    fleet_sizes = sizes.p7_fleet
+    rows.append(
+        (
+            f"P7 exactly once in SQL, {fleet_sizes.hubs} + {fleet_sizes.daemons} daemon hubs",
+            "yes" if r["ok"] else "no",
+            "every run",
+            "ok" if r["ok"] else "FAILED",
+        )
+    )
+    return r, rows
+
+
 def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], list[Row], bool]:
     """Run every part; return the results by part, the table rows, and whether all checks held."""
     results: dict[str, Any] = {}
@@ -236,6 +268,7 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], l
         ("P4", lambda: p4(sizes)),
         ("P5", lambda: p5(sizes)),
         ("P6", lambda: p6(sizes)),
+        ("P7", lambda: p7(sizes)),
     ]
     for name, part in parts:
         started = time.perf_counter()
