@@ -18,7 +18,7 @@ while a privacy-critical request waits or runs): the event loop, the GIL and the
 thread are then the withdrawal's, and no answer to a flood is queued behind its barrier. The
 broker keeps what it sends meanwhile (or drops QoS 0 requests past its queue); reading resumes
 when the event is set, or after ``HOLD_MAX_S`` at the latest. It also stops reading while
-more than ``UNSENT_MAX`` packets wait to be written (answers to a flood the broker is slow to
+more than ``UNSENT_MAX`` bytes wait to be written (answers to a flood the broker is slow to
 take): the hub reads no more requests than it can answer, its unsent answers stay bounded,
 and a withdrawal's barrier (nothing queued before it may still be sent) waits for at most
 that many, and one write of paho's takes a few milliseconds, not a hundred.
@@ -45,7 +45,7 @@ from paho.mqtt.enums import MQTTErrorCode
 CHUNK: Final = 65536
 SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
-UNSENT_MAX: Final = 128
+UNSENT_MAX: Final = 64 * 1024
 DRAIN_POLL_S: Final = 0.002
 PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
 """``handler(topic, payload, response_topic, correlation)``: must return at once."""
@@ -120,15 +120,18 @@ def hold_reads(
     client: paho.Client, quiet: asyncio.Event, on_error: Callable[[Exception], None]
 ) -> None:
     """Make ``client`` stop reading its socket while ``quiet`` is clear or more than
-    UNSENT_MAX packets wait to be written (at most HOLD_MAX_S at a time); ``on_error(exc)`` is
+    UNSENT_MAX bytes wait to be written (at most HOLD_MAX_S at a time); ``on_error(exc)`` is
     told of a read that fails once reading resumes."""
     state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     waiting: list[asyncio.Task[None]] = []
 
+    def unsent() -> int:
+        return sum(packet["to_process"] for packet in state._out_packet)
+
     def read(max_packets: int = 1) -> MQTTErrorCode:
         sock = state._sock
-        if (quiet.is_set() and len(state._out_packet) <= UNSENT_MAX) or waiting or sock is None:
+        if (quiet.is_set() and unsent() <= UNSENT_MAX) or waiting or sock is None:
             return loop_read(max_packets)
         loop = asyncio.get_running_loop()
         if not loop.remove_reader(sock.fileno()):  # not read through the loop: read as asked
@@ -140,7 +143,7 @@ def hold_reads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_MAX_S):
                 await quiet.wait()
-                while len(state._out_packet) > UNSENT_MAX and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
+                while unsent() > UNSENT_MAX and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
                     await asyncio.sleep(DRAIN_POLL_S)
         waiting.clear()
         if state._sock is sock:  # still this connection's socket: read it again
