@@ -320,13 +320,13 @@ class Pipeline:
     async def tick_forever(self, period_s: float = 1.0) -> None:
         """Every ``period_s``: rotate the epoch at its maximum age (monotonic, so a wall-clock
         jump neither stops nor hastens it), seal what waited for a trusted clock, commit closed
-        aggregates (windows follow the readings' own times)."""
+        aggregates (windows end on the monotonic clock)."""
         while True:
             await asyncio.sleep(period_s)
             if self._sealer.due(time.monotonic()):
                 await self.rotate("max_age")
             await self.commit_held()
-            await self.commit_aggregates(time.time())
+            await self.commit_aggregates(time.monotonic())
 
     async def commit_held(self, *, force: bool = False) -> int:
         """Seal and commit what waited for a trusted clock (all of it with ``force``)."""
@@ -339,7 +339,7 @@ class Pipeline:
             return kept
 
     async def commit_aggregates(self, now: float) -> int:
-        """Seal and commit the aggregate windows that ended before ``now``."""
+        """Seal and commit the aggregate windows that ended before ``now`` (monotonic)."""
         async with self._commit_lock:
             return await self._commit(self._aggregator.due(now))
 

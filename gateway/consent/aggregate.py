@@ -4,11 +4,17 @@ Per device and category, numeric fields are summarised over fixed windows of
 ``window_s`` seconds (aligned to the epoch of unix time): ``<field>_min``, ``<field>_mean``,
 ``<field>_max`` and ``count``. Non-numeric fields are not forwarded in this form. Pure: the
 windows follow the readings' own times, and ``due(now)`` closes windows nobody reported into.
+
+When a window ends is decided on the monotonic clock (``clock``): a window opened with ``r``
+seconds of it left is due ``r`` monotonic seconds later, so a wall-clock jump (a Pi without a
+real-time clock setting its time) neither closes windows early nor holds them for the size of
+a backward jump.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.model import Observation, Value
@@ -17,6 +23,7 @@ from gateway.model import Observation, Value
 @dataclass(slots=True)
 class _Window:
     start: float
+    deadline: float  # monotonic time the window ends
     count: int = 0
     stats: dict[str, list[float]] = field(default_factory=dict)  # name -> [min, sum, max]
 
@@ -45,10 +52,11 @@ class _Window:
 class Aggregator:
     """Collects observations into windows and emits one summary per closed window."""
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
         self._window_s = window_s
+        self._clock = clock
         self._open: dict[tuple[str, str], _Window] = {}
 
     def add(self, obs: Observation) -> list[Observation]:
@@ -61,13 +69,14 @@ class Aggregator:
             closed.append(self._close(key, window))
             window = None
         if window is None:
-            window = self._open[key] = _Window(start)
+            left = min(self._window_s, max(0.0, start + self._window_s - obs.ts))
+            window = self._open[key] = _Window(start, self._clock() + left)
         window.add(obs.fields.items())
         return closed
 
     def due(self, now: float) -> list[Observation]:
-        """Close and return every window that ended before ``now``."""
-        ended = [(k, w) for k, w in self._open.items() if w.start + self._window_s <= now]
+        """Close and return every window that ended before ``now`` (on ``clock``'s scale)."""
+        ended = [(k, w) for k, w in self._open.items() if w.deadline <= now]
         return [self._close(key, window) for key, window in ended]
 
     def drop(self, device: str | None = None) -> None:

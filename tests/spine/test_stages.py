@@ -105,7 +105,8 @@ def test_coarse_network_replaces_identifiers_by_keyed_hashes() -> None:
 def test_coarse_health_is_forwarded_only_as_window_aggregates() -> None:
     policy = ConsentPolicy()
     policy.set_flag("health", "coarse")
-    aggregator = Aggregator(window_s=60.0)
+    mono = [1000.0]  # the monotonic clock, unrelated to the readings' wall times
+    aggregator = Aggregator(window_s=60.0, clock=lambda: mono[0])
     stage = aggregate(policy, aggregator)
     first = [
         Observation("d1", "health", 120.0 + i, {"heart_rate": 60 + i, "note": "x"})
@@ -120,7 +121,9 @@ def test_coarse_health_is_forwarded_only_as_window_aggregates() -> None:
         180.0,
         {"count": 3, "heart_rate_min": 60.0, "heart_rate_mean": 61.0, "heart_rate_max": 62.0},
     )
-    (last,) = aggregator.due(now=240.0)
+    # opened 5 s into its window: due 55 monotonic seconds later, whatever the wall clock says
+    assert aggregator.due(now=1000.0 + 54.9) == []
+    (last,) = aggregator.due(now=1000.0 + 55.0)
     assert last.fields == {
         "count": 1,
         "heart_rate_min": 90.0,
