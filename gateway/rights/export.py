@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from typing import TYPE_CHECKING, Any, Final
 
 from gateway.consent.catalogue import FLAGS
@@ -56,7 +55,7 @@ async def build_document(hub: Hub, device: str | None) -> dict[str, Any]:
         "hub": hub.config.hub_id,
         "scope": "all" if device is None else "device",
         "device": device,
-        "generated": round(time.time(), 3),
+        "generated": round(hub.clock.now(), 3),  # hub time: right even before NTP
         "devices": devices,
         "consent": _consent(hub, device),
         "history": await _history(hub, device),
@@ -110,7 +109,7 @@ async def seal_export(hub: Hub, subject: str, document: dict[str, Any]) -> dict[
     its announcement is committed to the outbox like any other and published first.
     """
     export_id = os.urandom(8).hex()
-    now = time.time()
+    now = hub.clock.now()
     observations = [
         Observation(subject, EXPORT_CATEGORY, now, fields)
         for fields in split_document(export_id, document_text(document))
