@@ -117,6 +117,11 @@ class AuditConfig:
 
     checkpoint_every: int = 100
     checkpoint_interval_s: float = 300.0
+    # The size budget of the audit log in the database (entries are ~300-600 bytes); past it
+    # the oldest entries move to files in archive_dir (default state_dir/audit-archive),
+    # verifiable with `consentgate audit verify --archive FILE`.
+    max_entries: int = 50_000
+    archive_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +333,7 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
         retention=_retention(top.table("retention")),
         consent=_consent(top.table("consent")),
         discovery=_discovery(top.table("discovery")),
-        audit=_audit(top.table("audit")),
+        audit=_audit(top.table("audit"), base),
         clock=_clock(top.table("clock")),
         commands=_commands(top.table("commands"), base),
         homeassistant=_homeassistant(top.table("homeassistant")),
@@ -463,13 +468,15 @@ def _retention(t: _Table) -> RetentionConfig:
     )
 
 
-def _audit(t: _Table) -> AuditConfig:
+def _audit(t: _Table, base: Path) -> AuditConfig:
     d = _defaults(AuditConfig)
     config = AuditConfig(
         checkpoint_every=t.integer("checkpoint_every", d["checkpoint_every"], 1, 1_000_000),
         checkpoint_interval_s=t.number(
             "checkpoint_interval_s", d["checkpoint_interval_s"], 0.05, 86400.0
         ),
+        max_entries=t.integer("max_entries", d["max_entries"], 1000, 100_000_000),
+        archive_dir=t.path_value("archive_dir", base),
     )
     t.done()
     return config

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.audit.archive import Archiver
 from gateway.audit.checkpoint import Checkpointer
 from gateway.audit.commands import register_audit_commands
 from gateway.commands.refusals import RefusalAudit
@@ -54,6 +55,15 @@ def install_governance(hub: Hub) -> None:
         interval_s=config.audit.checkpoint_interval_s,
     )
     hub.loops["audit-checkpoints"] = checkpointer.run
+    archiver = Archiver(
+        hub.audit,
+        hub.db,
+        config.audit.archive_dir or config.state_dir / "audit-archive",
+        config.hub_id,
+        max_entries=config.audit.max_entries,
+        interval_s=config.audit.checkpoint_interval_s,
+    )
+    hub.loops["audit-archive"] = archiver.run
     sweeper = RetentionSweeper(
         hub.outbox, hub.counters, hub.audit, config.retention.sweep_interval_s
     )

@@ -126,13 +126,18 @@ class ChainVerifier:
     """Checks entries fed in stored order against the chain and the signed checkpoints.
 
     ``checkpoints`` must already be known to carry valid signatures (see ``checkpoint_valid``).
+    ``anchor``, one of them, is where the log starts after older entries were archived: the
+    first entry must follow it, and the signed checkpoints up to it are not missing entries.
     """
 
-    def __init__(self, checkpoints: Iterable[Checkpoint] = ()) -> None:
+    def __init__(
+        self, checkpoints: Iterable[Checkpoint] = (), anchor: Checkpoint | None = None
+    ) -> None:
         self._checkpoints = {c.seq: c for c in checkpoints}
-        self._prev = GENESIS
-        self._expected: int | None = None
-        self._last_matched = -1  # seq of the newest checkpoint the chain matched
+        self._prev = GENESIS if anchor is None else anchor.hash
+        self._expected: int | None = None if anchor is None else anchor.seq + 1
+        self._anchor = -1 if anchor is None else anchor.seq
+        self._last_matched = self._anchor  # seq of the newest checkpoint the chain matched
         self._last_ts: float | None = None
         self.count = 0
         self.head: int | None = None
@@ -184,10 +189,14 @@ class ChainVerifier:
 
     def finish(self) -> ChainFault | None:
         """Return the fault of a log cut short below a signed checkpoint, or None."""
-        beyond = [seq for seq in self._checkpoints if self.head is None or seq > self.head]
+        beyond = [
+            seq
+            for seq in self._checkpoints
+            if seq > self._anchor and (self.head is None or seq > self.head)
+        ]
         if not beyond:
             return None
-        first = 0 if self.head is None else self.head + 1
+        first = self._anchor + 1 if self.head is None else self.head + 1
         return ChainFault(
             first,
             f"entries {first}-{max(beyond)} are missing: the log was truncated after the "

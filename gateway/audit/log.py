@@ -48,6 +48,15 @@ CREATE TABLE IF NOT EXISTS audit (
     prev BLOB NOT NULL,
     hash BLOB NOT NULL
 );
+-- One row per archive: entries up to ``seq`` (a signed checkpoint) left the database for a
+-- file (gateway/audit/archive.py); the newest row is where the remaining chain starts.
+CREATE TABLE IF NOT EXISTS audit_archive (
+    seq INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    entries INTEGER NOT NULL,
+    file_sha256 BLOB NOT NULL,
+    ts REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     seq INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -139,6 +148,11 @@ class AuditLog:
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
         ) as cursor:
             row = await cursor.fetchone()
+        if row is None:  # everything archived: the chain goes on from the archive's anchor
+            async with self._db.execute(
+                "SELECT seq, hash FROM audit_archive ORDER BY seq DESC LIMIT 1"
+            ) as cursor:
+                row = await cursor.fetchone()
         if row is not None:
             self._last_seq, self._last_hash = int(row[0]), bytes(row[1])
         async with self._db.execute("SELECT MAX(seq) FROM audit_checkpoints") as cursor:
@@ -239,8 +253,10 @@ async def verify_tables(
                     "(forged or altered checkpoint, or another hub's key)",
                 )
                 return AuditReport(0, None, len(checkpoints), last, forged)
-    verifier = ChainVerifier(checkpoints)
-    fault: ChainFault | None = None
+    anchor, fault = await _anchor(db, checkpoints)
+    if fault is not None:
+        return AuditReport(0, None, len(checkpoints), last, fault)
+    verifier = ChainVerifier(checkpoints, anchor)
     async with db.execute(f"{_SELECT} ORDER BY rowid") as cursor:
         async for row in cursor:
             entry = _parsed(row)
@@ -252,6 +268,24 @@ async def verify_tables(
     return AuditReport(
         verifier.count, verifier.head, len(checkpoints), last, fault, tuple(verifier.findings)
     )
+
+
+async def _anchor(
+    db: aiosqlite.Connection, checkpoints: list[Checkpoint]
+) -> tuple[Checkpoint | None, ChainFault | None]:
+    """Return the checkpoint the log starts after (its newest archive), or the fault of an
+    archive record that no signed checkpoint vouches for (entries removed by hand)."""
+    async with db.execute("SELECT seq, hash FROM audit_archive ORDER BY seq DESC LIMIT 1") as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None, None
+    seq, digest = int(row[0]), bytes(row[1])
+    signed = next((c for c in checkpoints if c.seq == seq), None)
+    if signed is None or signed.hash != digest:
+        return None, ChainFault(
+            0, f"entries 0-{seq} were removed, but no checkpoint the hub signed marks their end"
+        )
+    return signed, None
 
 
 def _parsed(row: Any) -> Entry | ChainFault:

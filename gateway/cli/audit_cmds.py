@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.audit.archive import verify_file
 from gateway.audit.log import AuditLog, AuditReport, verify_tables
 from gateway.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
 from gateway.cli.daemon_cmds import load_or_exit
@@ -43,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HEX",
         help="the hub's public key (from `consentgate identity`); default: the key in state_dir",
     )
+    verify.add_argument(
+        "--archive",
+        metavar="FILE",
+        help="verify an archive file (audit-<first>-<last>.jsonl) instead of the database",
+    )
     verify.set_defaults(func=cmd_verify)
     tail = sub.add_parser("tail", help="print the newest entries as JSON lines")
     tail.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
@@ -56,7 +62,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:
-        report = asyncio.run(_verify(config.state_dir, args.hub_key))
+        if args.archive:
+            key = (
+                parse_hub_public(args.hub_key, where="--hub-key")
+                if args.hub_key
+                else _hub_public(config.state_dir)
+            )
+            report = verify_file(Path(args.archive), key)
+        else:
+            report = asyncio.run(_verify(config.state_dir, args.hub_key))
     except (ConfigError, _UnusableError) as exc:
         print(f"consentgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
