@@ -97,9 +97,17 @@ async def _scalar(url: str, query: str) -> int:
         await db.close()
 
 
+def _interruptible() -> None:
+    # A bench started in the background of a shell has SIGINT ignored, and its children
+    # inherit that: the workers are stopped with SIGINT (a clean exit), so restore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _workers(argv: list[list[str]], cwd: Path) -> list[asyncio.subprocess.Process]:
     return [
-        await asyncio.create_subprocess_exec(*a, stdout=asyncio.subprocess.DEVNULL, cwd=cwd)
+        await asyncio.create_subprocess_exec(
+            *a, stdout=asyncio.subprocess.DEVNULL, cwd=cwd, preexec_fn=_interruptible
+        )
         for a in argv
     ]
 
@@ -107,7 +115,13 @@ async def _workers(argv: list[list[str]], cwd: Path) -> list[asyncio.subprocess.
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
     for p in procs:
         p.send_signal(signal.SIGINT)
-        await p.wait()
+    for p in procs:
+        try:
+            async with asyncio.timeout(20):
+                await p.wait()
+        except TimeoutError:
+            p.kill()
+            await p.wait()
 
 
 async def _until(url: str, query: str, expected: int, within_s: float) -> int:

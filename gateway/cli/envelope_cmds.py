@@ -84,6 +84,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     consume.add_argument("--password-file", type=Path)
     consume.add_argument("--group", help="share the data subscription ($share/GROUP/...)")
     consume.add_argument(
+        "--partition",
+        metavar="I/N",
+        help="take only the hubs of partition I of N (plain per-hub subscriptions, which a "
+        "broker restart keeps; instead of --group on brokers that forget $share, e.g. "
+        "Mosquitto 2.0)",
+    )
+    consume.add_argument(
         "--protocol",
         choices=sorted(PROTOCOLS),
         default="5",
@@ -177,12 +184,14 @@ def cmd_consume(args: argparse.Namespace) -> int:
     from gateway.envelope.live import BrokerLostError, BrokerRefusedError  # noqa: PLC0415
 
     try:
-        consumer = Consumer(load_recipient_private(args.recipient_key), _trust(args.trust))
+        trust = _trust(args.trust)
+        consumer = Consumer(load_recipient_private(args.recipient_key), trust)
         password = None
         if args.password_file is not None:
             password = _read_password(args.password_file)
         if args.group is not None and not SEGMENT.fullmatch(args.group):
             raise ConfigError("--group", f"{args.group!r} is not 1-64 of [A-Za-z0-9_-]")
+        args.data_filters = _partition(args, list(trust))
         sink = None if args.sink == "none" else open_sink(args.sink)
     except ConsentgateError as exc:
         return _fail(exc, EXIT_USAGE)
@@ -211,6 +220,8 @@ async def _consume(
     client_id = None
     if not args.ephemeral:
         suffix = "" if args.group is None else f"-{args.group}"
+        if args.partition is not None:
+            suffix += "-p" + args.partition.replace("/", "of")
         client_id = args.client_id or f"consentgate-consume-{socket.gethostname()}{suffix}"
     broker = Broker(args.host, args.port, args.username, password)
     loop = asyncio.get_running_loop()
@@ -232,6 +243,7 @@ async def _consume(
                     count=args.count,
                     seconds=left,
                     group=args.group,
+                    data_filters=args.data_filters,
                     pending=pending,
                     protocol=PROTOCOLS[args.protocol],
                     client_id=client_id,
@@ -298,6 +310,20 @@ def _trust(specs: list[str]) -> dict[str, Ed25519PublicKey]:
             raise ConfigError("--trust", f"{spec!r} is not HUB_ID=PUBHEX")
         trust[hub_id] = parse_hub_public(hex_key, where=f"--trust {hub_id}")
     return trust
+
+
+def _partition(args: argparse.Namespace, hubs: list[str]) -> list[str] | None:
+    """Return the data filters of ``--partition I/N`` over the trusted hubs, or None."""
+    from gateway.envelope.live import partition_filters  # noqa: PLC0415 - needs aiomqtt
+
+    if args.partition is None:
+        return None
+    if args.group is not None:
+        raise ConfigError("--partition", "takes the place of --group: give one of them")
+    index, sep, count = args.partition.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigError("--partition", f"{args.partition!r} is not I/N with 0 <= I < N")
+    return partition_filters(args.base, hubs, int(index), int(count))
 
 
 def _read_password(path: Path) -> str:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiomqtt
@@ -41,6 +42,7 @@ from gateway.sinks.base import Sink, StoredAnnouncement
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
 DEFAULT_MAX_BATCH = 1000
+SUBSCRIBE_CHUNK = 100
 SETTLE_S = 2.0  # at most this long to confirm the last acknowledgements at a stop
 
 
@@ -69,6 +71,22 @@ def subscriptions(base: str, group: str | None = None) -> tuple[str, str]:
     return f"{base}/+/epoch", data if group is None else f"$share/{group}/{data}"
 
 
+def partition_filters(base: str, hubs: Iterable[str], index: int, count: int) -> list[str]:
+    """Return the plain data filters of partition ``index`` of ``count`` of ``hubs``.
+
+    A hub belongs to partition sha256(hub id) mod ``count``, the same in every member. Plain
+    subscriptions of a durable session survive a broker restart where ``$share`` ones may not
+    (Mosquitto 2.0 forgets them), so partitioned members lose nothing in that window.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"partition {index} is not in [0, {count})")
+    return [
+        f"{base}/{hub}/data/#"
+        for hub in sorted(hubs)
+        if int.from_bytes(hashlib.sha256(hub.encode()).digest()[:8], "big") % count == index
+    ]
+
+
 @dataclass(slots=True)
 class _Batch:
     """What one batch of messages produced, before it is committed and acknowledged."""
@@ -91,6 +109,7 @@ async def consume(
     count: int | None = None,
     seconds: float | None = None,
     group: str | None = None,
+    data_filters: Sequence[str] | None = None,
     pending: PendingRecords | None = None,
     ready: asyncio.Event | None = None,
     protocol: int = 5,
@@ -101,7 +120,8 @@ async def consume(
 ) -> ConsumeStats:
     """Open records until ``count`` records or ``seconds`` pass; store, ack, return counts.
 
-    ``ready`` is set once both subscriptions are granted. ``protocol`` 4 speaks MQTT 3.1.1.
+    ``ready`` is set once the subscriptions are granted. ``protocol`` 4 speaks MQTT 3.1.1.
+    ``data_filters`` replaces the data subscription (``partition_filters`` of this member).
     ``on_record`` sees each record after its batch is committed to ``sink`` (when given).
     Raises BrokerRefusedError when the connection is refused, BrokerLostError when it is
     lost, and SinkError when the sink fails (nothing of that batch was acknowledged).
@@ -116,8 +136,10 @@ async def consume(
     except aiomqtt.MqttError as exc:
         raise BrokerRefusedError(_refusal(broker, protocol, exc)) from exc
     try:
-        for topic_filter in subscriptions(base, group):
-            await client.subscribe(topic_filter, qos=1)
+        epochs, data = subscriptions(base, group)
+        wanted = [epochs, *([data] if data_filters is None else data_filters)]
+        for start in range(0, len(wanted), SUBSCRIBE_CHUNK):  # bounded SUBSCRIBE packets
+            await client.subscribe([(f, 1) for f in wanted[start : start + SUBSCRIBE_CHUNK]])
         if ready is not None:
             ready.set()
         if count is not None and count <= 0:

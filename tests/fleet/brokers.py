@@ -128,11 +128,12 @@ class RabbitMQ(_Process):
 class Nats(_Process):
     """A private nats-server with its MQTT listener and JetStream (MQTT needs it)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_conf: str = "") -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.client_port = free_port()
+        self.extra_conf = extra_conf  # e.g. an authorization block
         self.procs = []
 
     def start(self, timeout: float = 20.0) -> Self:
@@ -142,7 +143,7 @@ class Nats(_Process):
             f"server_name: cg_{uuid.uuid4().hex[:8]}\n"
             f"listen: 127.0.0.1:{self.client_port}\n"
             f'jetstream {{ store_dir: "{self.workdir / "js"}" }}\n'
-            f"mqtt {{ host: 127.0.0.1, port: {self.port} }}\n"
+            f"mqtt {{ host: 127.0.0.1, port: {self.port} }}\n{self.extra_conf}\n"
         )
         self._spawn([NATS_SERVER, "-c", str(conf)], None, "nats")
         self._wait(timeout, "nats")

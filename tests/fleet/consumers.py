@@ -25,6 +25,7 @@ class Member:
     client_id: str
     log: Path
     group: str | None = "workers"
+    partition: str | None = None  # "I/N": plain per-hub subscriptions instead of a group
     protocol: str = "5"
     process: asyncio.subprocess.Process | None = field(default=None, init=False)
 
@@ -50,6 +51,8 @@ class Member:
         ]
         if self.group is not None:
             argv += ["--group", self.group]
+        if self.partition is not None:
+            argv += ["--partition", self.partition]
         for hub_id, key in self.trust.items():
             argv += ["--trust", f"{hub_id}={raw_public(key.public_key()).hex()}"]
         return argv
@@ -66,6 +69,16 @@ class Member:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP the process: it neither reads nor reconnects until ``resume``."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     async def stop(self) -> None:
         """Interrupt the process and wait for it."""
