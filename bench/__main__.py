@@ -238,7 +238,7 @@ def p7(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     for run in r["runs"]:
         rows.append(
             (
-                f"P7 fleet -> {run['workers']} consume worker(s) -> PostgreSQL (rec/s)",
+                f"P7 fleet -> {run['workers']} workers ({run['split']}) -> PostgreSQL (rec/s)",
                 f"{run['landed_per_s']:,} ({run['per_cpu_s']:,}/CPU-s)",
                 "x sink limit",
                 f"{run['ratio_to_sink_limit']:.2f}",

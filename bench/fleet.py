@@ -14,6 +14,7 @@ records the broker accepted from it, seen by an observer subscribed before it st
 limit of the same run is the sink alone: the same opened records inserted by one process
 straight into PostgreSQL in batches of 1000 (no MQTT, no crypto).
 
+Last, the largest worker count runs again with ``--partition i/N`` members instead of a group.
 ``--before REV`` also runs one worker from the source tree of git revision REV (extracted to a
 temporary directory) on the same records: the consumer's CPU per record before and after, in
 the same run. Results: bench/results/fleet.json.
@@ -131,12 +132,18 @@ async def _until(url: str, query: str, expected: int, within_s: float) -> int:
     return count
 
 
-def _argv(port: int, key: Path, url: str, workers: int, trust: list[str]) -> list[list[str]]:
+def _argv(
+    port: int, key: Path, url: str, workers: int, trust: list[str], partitioned: bool
+) -> list[list[str]]:
     group = f"g{workers}"
     common = ["--port", str(port), "--base", BASE, "--recipient-key", str(key), "--sink", url]
+    split = [
+        ("--partition", f"{i}/{workers}") if partitioned else ("--group", group)
+        for i in range(workers)
+    ]
     return [
         [
-            *(sys.executable, "-m", "gateway", "consume", *common, "--group", group),
+            *(sys.executable, "-m", "gateway", "consume", *common, *split[i]),
             *("--client-id", f"fleet-{group}-{i}", *trust),
         ]
         for i in range(workers)
@@ -144,9 +151,19 @@ def _argv(port: int, key: Path, url: str, workers: int, trust: list[str]) -> lis
 
 
 async def run_workers(
-    workdir: Path, sizes: Sizes, workers: int, key_dir: Path, code: Path = ROOT
+    workdir: Path,
+    sizes: Sizes,
+    workers: int,
+    key_dir: Path,
+    code: Path = ROOT,
+    *,
+    partitioned: bool = False,
 ) -> dict[str, Any]:
-    """One run: queue every record for ``workers`` durable members, then time their drain."""
+    """One run: queue every record for ``workers`` durable members, then time their drain.
+
+    The members form one ``--group`` ($share), or with ``partitioned`` take ``--partition
+    i/N`` each (plain per-hub subscriptions).
+    """
     recipient = load_recipient_private(key_dir / "recipient.key").public_key()
     hubs = [SimHub(f"hub-{i:05d}", BASE, recipient) for i in range(sizes.hubs)]
     rows = [row for h in hubs for row in h.seal(sizes.records)]
@@ -164,7 +181,8 @@ async def run_workers(
         for h in hubs
         for arg in ("--trust", f"{h.hub_id}={raw_public(h.key.public_key()).hex()}")
     ]
-    argv = _argv(broker.port, key_dir / "recipient.key", url, workers, trust + daemons.trust())
+    key = key_dir / "recipient.key"
+    argv = _argv(broker.port, key, url, workers, trust + daemons.trust(), partitioned)
     try:
         procs = await _workers(argv, code)
         await publish_rows(broker.port, announcements)
@@ -205,6 +223,7 @@ async def run_workers(
         )
         return {
             "workers": workers,
+            "split": "partition" if partitioned else "group",
             "code": "current" if code == ROOT else str(code),
             "records_queued": len(records),
             "records_landed": landed,
@@ -272,6 +291,11 @@ async def measure(sizes: Sizes, before: str | None = None) -> dict[str, Any]:
             run["ratio_to_sink_limit"] = round(run["landed_per_s"] / limit, 3)
             runs.append(run)
             print(run, flush=True)
+        workers = max(sizes.workers)
+        run = await run_workers(workdir, sizes, workers, key_dir, partitioned=True)
+        run["ratio_to_sink_limit"] = round(run["landed_per_s"] / limit, 3)
+        runs.append(run)
+        print(run, flush=True)
         result: dict[str, Any] = {
             "machine": machine(),
             "sizes": _sizes(sizes),
@@ -281,7 +305,7 @@ async def measure(sizes: Sizes, before: str | None = None) -> dict[str, Any]:
         if before is not None:
             old = await run_workers(workdir, sizes, 1, key_dir, extract(before, workdir / "old"))
             old["code"] = before
-            now = next(r for r in runs if r["workers"] == 1)
+            now = next(r for r in runs if r["workers"] == 1 and r["split"] == "group")
             result["before"] = old
             result["cpu_per_record_after_over_before"] = round(
                 now["us_per_record"] / old["us_per_record"], 3
