@@ -4,7 +4,9 @@ paho turns every PUBACK into a ``ReasonCode`` and a ``Properties`` object (const
 fill dictionaries) before it calls ``on_publish``: at full rate that is a quarter of the hub's
 CPU, more than sealing. The outbox publisher needs only the packet id and the reason byte
 (MQTT 5 section 3.4.2), so for the packets it sent itself the hub reads those two fields and
-does paho's own bookkeeping for the message. Everything else (aiomqtt's publishes, PUBCOMP,
+does paho's own bookkeeping for the message (none for packets ``gateway.mqtt.writes`` sent,
+which paho never knew). A duplicate PUBACK finds its packet id no longer the publisher's and
+goes to paho, which ignores it. Everything else (aiomqtt's publishes, PUBCOMP,
 a PUBACK that carries properties) still goes through paho's decoder unchanged.
 """
 
@@ -37,11 +39,11 @@ def take_pubacks(
             return decode(command)
         with state._out_message_mutex:
             message = state._out_messages.pop(mid, None)
-        if message is None:  # a duplicate PUBACK: paho ignores those too
+        on_ack(mid, packet[2] if len(packet) == 3 else SUCCESS)
+        if message is None:  # sent by gateway.mqtt.writes: paho never knew it
             return paho.MQTT_ERR_SUCCESS
         message.info._set_as_published()
         state._inflight_messages -= 1
-        on_ack(mid, packet[2] if len(packet) == 3 else SUCCESS)
         if state._max_inflight_messages > 0:  # paho releases queued messages one per PUBACK
             rc: MQTTErrorCode = state._update_inflight()
             return rc

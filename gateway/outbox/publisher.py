@@ -24,7 +24,8 @@ from gateway.counters import Counters
 from gateway.model import EPOCH_CATEGORY
 from gateway.mqtt.acks import FAILURE, SUCCESS, take_pubacks
 from gateway.mqtt.link import Connection, MqttLink
-from gateway.outbox.store import Outbox
+from gateway.mqtt.writes import BurstWriter, compatible
+from gateway.outbox.store import Outbox, Pending
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class Publisher:
 
     async def _pump(self, connection: Connection) -> None:
         client = connection.paho
+        writer = BurstWriter(client) if compatible(client) else None
         last_id = 0
         withheld: list[int] = []
         while connection.alive:
@@ -151,6 +153,8 @@ class Publisher:
                 if n % YIELD_EVERY == 0:
                     # a control request waits at most this many publishes, and a pause
                     # (a consent change in progress) holds the rest of the batch back
+                    if writer is not None and not writer.flush():
+                        return
                     await asyncio.sleep(0)
                     await self._unpaused.wait()
                     if connection.lost.is_set():
@@ -161,10 +165,12 @@ class Publisher:
                 ):
                     withheld.append(row.id)  # consent is off now: the record never leaves
                     continue
-                info = client.publish(row.topic, row.payload, qos=1, retain=row.retain)
-                if info.rc != paho.MQTT_ERR_SUCCESS:
+                mid = _send(client, writer, row)
+                if mid is None:
                     return  # not connected any more; the link reconnects
-                self._inflight[info.mid] = (row.id, row.category, len(row.payload))
+                self._inflight[mid] = (row.id, row.category, len(row.payload))
+            if writer is not None and not writer.flush():
+                return  # not connected any more; the link reconnects
             last_id = rows[-1].id
             if withheld:
                 dropped = set(withheld)
@@ -230,3 +236,11 @@ class Publisher:
         self._link.drop()
         while self._link.connection is connection:  # noqa: ASYNC110 - the link's own loop
             await asyncio.sleep(0.01)
+
+
+def _send(client: paho.Client, writer: BurstWriter | None, row: Pending) -> int | None:
+    """Encode ``row`` for the burst (or publish it through paho); its packet id, or None."""
+    if writer is not None:
+        return writer.add(row.topic, row.payload, row.retain)
+    info = client.publish(row.topic, row.payload, qos=1, retain=row.retain)
+    return info.mid if info.rc == paho.MQTT_ERR_SUCCESS else None
