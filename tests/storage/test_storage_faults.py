@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +80,36 @@ async def _recovered(hub: Hub, ask: Requests, state: Path) -> None:
     assert verify["data"]["intact"] is True
 
 
+@dataclasses.dataclass
+class _Running:
+    hub: Hub
+    ask: Requests
+    sink: Any
+    state: Path
+
+
+@contextlib.asynccontextmanager
+async def _flowing(tmp_path: Path, port: int, state: Path) -> AsyncIterator[_Running]:
+    """Run a hub with its state in ``state`` until its records reach the consumer."""
+    config = _config(tmp_path, port, state)
+    sink = make_sink(config, port, tmp_path)
+    async with subscribed(sink), running_hub(config) as hub, requests(config, port) as ask:
+        await eventually(lambda: len(sink.opened) > 20, timeout=15, what="records flowing")
+        yield _Running(hub, ask, sink, state)
+
+
 async def test_a_full_disk_degrades_the_hub_and_it_recovers_without_a_restart(
     broker: Mosquitto, tmp_path: Path, small_disk: Path
 ) -> None:
-    state = small_disk / "state"
-    config = _config(tmp_path, broker.port, state)
-    sink = make_sink(config, broker.port, tmp_path)
-    async with (
-        subscribed(sink),
-        running_hub(config) as hub,
-        requests(config, broker.port) as ask,
-    ):
-        await eventually(lambda: len(sink.opened) > 20, timeout=15, what="records flowing")
+    async with _flowing(tmp_path, broker.port, small_disk / "state") as run:
         filler = fill(small_disk)
-        await ask("consent/set", flag="network", state="off")  # a write: finds the disk full
-        health = await _storage_faulted(hub, ask)
+        await run.ask("consent/set", flag="network", state="off")  # a write: finds it full
+        health = await _storage_faulted(run.hub, run.ask)
         assert health["storage"]["state"] in ("full", "io_error")
         assert health["connected"] is True
-        await _withdrawal_holds_while_storage_is_down(hub, ask, sink, state)
+        await _withdrawal_holds_while_storage_is_down(run.hub, run.ask, run.sink, run.state)
         filler.unlink()
-        await _recovered(hub, ask, state)
+        await _recovered(run.hub, run.ask, run.state)
 
 
 @pytest.mark.parametrize(
@@ -107,21 +118,13 @@ async def test_a_full_disk_degrades_the_hub_and_it_recovers_without_a_restart(
 async def test_io_errors_and_a_read_only_file_system_degrade_the_hub_and_it_recovers(
     broker: Mosquitto, tmp_path: Path, lazy_mount: Path, fault: str, states: set[str]
 ) -> None:
-    state = lazy_mount / "state"
-    config = _config(tmp_path, broker.port, state)
-    sink = make_sink(config, broker.port, tmp_path)
-    async with (
-        subscribed(sink),
-        running_hub(config) as hub,
-        requests(config, broker.port) as ask,
-    ):
-        await eventually(lambda: len(sink.opened) > 20, timeout=15, what="records flowing")
+    async with _flowing(tmp_path, broker.port, lazy_mount / "state") as run:
         inject_fault(lazy_mount, fault)
         try:
-            await ask("consent/set", flag="network", state="off")
-            health = await _storage_faulted(hub, ask)
+            await run.ask("consent/set", flag="network", state="off")
+            health = await _storage_faulted(run.hub, run.ask)
             assert health["storage"]["state"] in states
-            await _withdrawal_holds_while_storage_is_down(hub, ask, sink, state)
+            await _withdrawal_holds_while_storage_is_down(run.hub, run.ask, run.sink, run.state)
         finally:
             inject_fault(lazy_mount, "none")
-        await _recovered(hub, ask, state)
+        await _recovered(run.hub, run.ask, run.state)
