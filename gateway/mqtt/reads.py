@@ -45,7 +45,7 @@ from paho.mqtt.enums import MQTTErrorCode
 CHUNK: Final = 65536
 SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
-UNSENT_MAX: Final = 64 * 1024
+UNSENT_MAX: Final = 256 * 1024  # above the outbox publisher's window of records (250)
 DRAIN_POLL_S: Final = 0.002
 PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
 """``handler(topic, payload, response_topic, correlation)``: must return at once."""
