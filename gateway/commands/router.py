@@ -126,6 +126,11 @@ class Router:
         """Return whether ``command`` has a handler."""
         return command in self._handlers
 
+    def handler(self, command: str) -> Handler:
+        """Return the handler registered for ``command`` (KeyError if none), without the
+        middleware: for tools that probe the handlers (bench.fuzz.params)."""
+        return self._handlers[command]
+
     def _handler(self, command: str) -> Handler:
         handler = self._handlers.get(command)
         if handler is None:
