@@ -35,7 +35,7 @@ from gateway.daemon import Hub
 from gateway.demo.broker import Mosquitto
 from gateway.envelope.format import parse_record
 from gateway.model import EPOCH_CATEGORY, OutboxRow
-from gateway.outbox.store import Pending
+from gateway.outbox.rows import Pending
 from gateway.storage.db import DB_FILE
 
 GRANTS: Final = (("health", "on"), ("location", "on"))
@@ -119,13 +119,13 @@ class AckTracker:
                     self._rows[row.id] = (parsed.header.kid, parsed.seq)
             return rows
 
-        async def tracked_delete(ids: Sequence[int], size: int) -> int:
+        def tracked_delete(ids: Sequence[int], size: int) -> int:
             """Note the acknowledged records, then delete them."""
             for row_id in ids:
                 entry = self._rows.pop(row_id, None)
                 if entry is not None and entry[0] in self._epoch_of:
                     self.acked.add((self._epoch_of[entry[0]], entry[1]))
-            return await delete(ids, size)
+            return delete(ids, size)
 
         outbox.append = tracked_append  # type: ignore[method-assign]
         outbox.fetch_after = tracked_fetch  # type: ignore[method-assign]

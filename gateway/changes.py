@@ -32,7 +32,8 @@ import aiosqlite
 
 from gateway.audit.log import AuditLog
 from gateway.errors import StorageUnavailableError
-from gateway.outbox.store import Outbox, Tombstone
+from gateway.outbox.rows import Tombstone
+from gateway.outbox.store import Outbox
 from gateway.storage.db import StorageHealth, storage_health, transaction
 
 logger = logging.getLogger(__name__)

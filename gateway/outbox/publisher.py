@@ -25,7 +25,8 @@ from gateway.model import EPOCH_CATEGORY
 from gateway.mqtt.acks import FAILURE, SUCCESS, take_pubacks
 from gateway.mqtt.link import Connection, MqttLink
 from gateway.mqtt.writes import BurstWriter, compatible
-from gateway.outbox.store import Outbox, Pending
+from gateway.outbox.rows import Pending
+from gateway.outbox.store import Outbox
 
 logger = logging.getLogger(__name__)
 

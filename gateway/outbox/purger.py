@@ -15,7 +15,8 @@ import aiosqlite
 
 from gateway.audit.log import AuditLog
 from gateway.counters import Counters
-from gateway.outbox.store import Outbox, Tombstone
+from gateway.outbox.rows import Tombstone
+from gateway.outbox.store import Outbox
 from gateway.storage.db import transaction, until_stored
 
 logger = logging.getLogger(__name__)

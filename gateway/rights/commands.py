@@ -21,7 +21,7 @@ from gateway.consent.catalogue import CATEGORIES, DEVICE_BASIC
 from gateway.consent.store import save_policy
 from gateway.devices.commands import device_param
 from gateway.errors import CommandError
-from gateway.outbox.store import Tombstone
+from gateway.outbox.rows import Tombstone
 from gateway.rights.export import build_document, hub_subject, seal_export
 from gateway.storage.db import transaction
 

@@ -102,7 +102,14 @@ async def test_withdrawal_is_total_from_the_ack_and_regrant_resumes_new_readings
             regrant_at = time.time()
             regranted = await observer.request("consent/set", flag="health", state="on")
             assert regranted["status"] == "ok"
-            await observer.until("health", 21 + 10)
+
+            def regranted_health() -> bool:
+                return any(
+                    kind == "record" and r.category == "health" and r.ts > regrant_at
+                    for kind, r in observer.log
+                )
+
+            await eventually(regranted_health, what="health readings after the regrant")
             health = [r for kind, r in observer.log if kind == "record" and r.category == "health"]
             # readings taken while consent was off were never collected, so none is sent later
             assert not [r for r in health if withdrawn_at < r.ts < regrant_at - 0.2]
