@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import socket
 import statistics
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from tests.support.mosquitto import Mosquitto
 
 ACK_GOAL_MS: Final = 50.0  # P2's goal, the fsync of the durable ack included
 MEMORY_HIGH_MIB: Final = 128.0  # the unit's MemoryHigh
+BROKER_CONFIG: Final = "allow_anonymous true\nmax_queued_messages 0\nset_tcp_nodelay true\n"
 
 
 def rss_mib() -> float:
@@ -90,6 +92,11 @@ def _user(port: int, root: str, rounds: int, cues: tuple[Any, Any, Any], out: An
         answered.set()
 
     user = _client(port, "bench-user")
+    # as P2's requester (bench.consent_withdrawal): without it, Nagle holds the request until
+    # the broker's delayed ACK of the previous answer (up to 40 ms): the tool's latency
+    sock = user.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     user.on_message = on_message
     user.subscribe("bench-user/reply", qos=1)
     time.sleep(0.3)
@@ -151,7 +158,9 @@ async def _attempts_per_minute(seconds: float) -> float:
 
 async def run(rounds: int, size: int, drop_seconds: float, workdir: Path) -> dict[str, Any]:
     """Run the flood and the dropping-broker parts; return their figures."""
-    broker = Mosquitto(workdir / "mosquitto", "allow_anonymous true\nmax_queued_messages 0\n")
+    # set_tcp_nodelay as in config/mosquitto/consentgate.conf: without it Mosquitto holds the
+    # answer behind the delayed ACK of its own PUBACK to the user (40 ms on Linux)
+    broker = Mosquitto(workdir / "mosquitto", BROKER_CONFIG)
     broker.start()
     try:
         config = hub_config(workdir, broker.port, "bench-flood")
