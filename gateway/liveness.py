@@ -1,12 +1,12 @@
 """Liveness for the systemd watchdog: WATCHDOG=1 is sent only while the daemon really works.
 
-Checked every half watchdog period: every loop the daemon started is still running (the
-pipeline, the MQTT link, the publisher, ...), and so are the discovery loops the transports
-started for themselves (registry writer and sweeper, BLE scanner and online tracker); the
-pipeline's commit lock can be taken (no batch is stuck between the consent gate and the
-outbox) and the database answers, each within the period. While any check fails the
-notification is withheld and the reason logged, so systemd restarts a daemon that stays stuck
-for ``WatchdogSec``; a daemon whose broker is merely unreachable keeps retrying and stays alive.
+Checked every half watchdog period: every loop of the daemon's task group is still running
+(the pipeline, the MQTT link, the publisher, the registry's writer and sweeper, the BLE
+scanner and online tracker, ...); the pipeline's commit lock can be taken (no batch is stuck
+between the consent gate and the outbox) and the database answers, each within the period.
+While any check fails the notification is withheld and the reason logged, so systemd restarts
+a daemon that stays stuck for ``WatchdogSec``; a daemon whose broker is merely unreachable
+keeps retrying and stays alive.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from gateway.systemd import notify
 
@@ -24,23 +24,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Long-lived tasks the transports own (created on the daemon's exit stack, outside its
-# TaskGroup, so nothing else notices if one of them dies).
-DISCOVERY_TASKS: Final = frozenset(
-    {"devices-writer", "devices-sweeper", "ble-online", "ble-scanner"}
-)
-
-
 class Liveness:
     """Decides whether the daemon may pet the watchdog (see the module docstring)."""
 
     def __init__(self, hub: Hub, loops: Mapping[str, asyncio.Task[None]]) -> None:
         self._hub = hub
         self._tasks = dict(loops)
-        for task in asyncio.all_tasks():
-            name = task.get_name()
-            if name in DISCOVERY_TASKS and not task.done():
-                self._tasks[name] = task
 
     @property
     def watched(self) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ async def open_devices(hub: Hub, stack: contextlib.AsyncExitStack) -> None:
         on_erase=erase,
     )
     await stack.enter_async_context(registry)
+    hub.loops.update(registry.loops())
     hub.registry = registry
     extras = DeviceExtras()  # setup codes, candidates' details, release on unpair
     register_commands(hub.router, registry, extras)
@@ -102,6 +103,7 @@ async def _open_ble(
     if not simulated:
         radio = BleDiscovery(hub.config.discovery.ble, bind_keys=keys, **common)
         await stack.enter_async_context(radio)
+        hub.loops.update(radio.loops())
 
         def is_ble(device: str) -> bool:
             view = registry.get(device)
@@ -120,4 +122,5 @@ async def _open_ble(
         **common,
     )
     await stack.enter_async_context(ble)
+    hub.loops.update(ble.loops())
     hub.loops["ble-simulator"] = lambda: simulator.run(ble.detection_callback)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import aiosqlite
 
@@ -71,18 +71,17 @@ class DeviceRegistry:
         self._windows: dict[str, float] = {}  # transport -> monotonic end of permit-join
         self._pairing: dict[str, asyncio.Task[DeviceView]] = {}
         self._writer = Writer(self._store, self._stored)
-        self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         await self._store.create()
         for stored in await self._store.load():
             self._entries[stored.id] = Entry.from_stored(stored)
-        self._tasks = [
-            asyncio.create_task(self._writer.run(), name="devices-writer"),
-            asyncio.create_task(self._sweep_loop(), name="devices-sweeper"),
-        ]
         return self
+
+    def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """Return the registry's long-lived loops, for the daemon's task group to run."""
+        return {"devices-writer": self._writer.run, "devices-sweeper": self._sweep_loop}
 
     async def __aexit__(
         self,
@@ -90,7 +89,7 @@ class DeviceRegistry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = [*self._tasks, *self._pairing.values()]
+        tasks = list(self._pairing.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 from drivers.ble import DRIVERS, Advert, BleDriver
 from drivers.ble.matching import Matcher
@@ -136,7 +136,6 @@ class BleDiscovery:
         # address -> latest BLEDevice and advertised name, for pairing
         self._devices: dict[str, tuple[BLEDevice, str | None]] = {}
         self._connecting: set[asyncio.Task[BleDeviceInformation]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
         self._undo: list[Callable[[], None]] = []
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -147,11 +146,14 @@ class BleDiscovery:
             self._registry.add_pairer(BLE, self),
         ]
         self._on_consent(self._policy)
-        self._tasks = [asyncio.create_task(self._sweep(), name="ble-online")]
-        if self._radio:
-            scanning = self._scanner.run(self._enabled, self._disabled)
-            self._tasks.append(asyncio.create_task(scanning, name="ble-scanner"))
         return self
+
+    def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """Return the transport's long-lived loops, for the daemon's task group to run."""
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"ble-online": self._sweep}
+        if self._radio:
+            loops["ble-scanner"] = lambda: self._scanner.run(self._enabled, self._disabled)
+        return loops
 
     async def __aexit__(
         self,
@@ -162,7 +164,7 @@ class BleDiscovery:
         for undo in self._undo:
             undo()
         self._active = False
-        tasks = [*self._tasks, *self._connecting]
+        tasks = list(self._connecting)
         for task in tasks:
             task.cancel()
         for task in tasks:
