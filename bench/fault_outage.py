@@ -120,7 +120,8 @@ async def compressed_outage(
                 await asyncio.sleep(0.01)
                 max_seen = max(max_seen, hub.outbox.rows)
             async with hub.pipeline.exclusive():
-                pass  # the batch the pipeline took last is committed
+                pass  # the batch the pipeline took last is in the outbox
+            await hub.outbox.commit()  # and on disk (group commits)
             ingest_s = time.perf_counter() - started
             max_seen = max(max_seen, hub.outbox.rows)
             health = await hub.router.dispatch("health", b"{}")
