@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -43,6 +44,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 CHUNK: Final = 65536
+QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux
 SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
 UNSENT_MAX: Final = 256 * 1024  # above the outbox publisher's window of records (250)
@@ -73,6 +75,14 @@ def buffer_reads(client: paho.Client) -> None:
             del pending[:size]
             return out
         data = sock_recv(max(size, CHUNK))  # BlockingIOError, OSError, b"": as paho expects
+        if data and QUICKACK is not None:
+            # Acknowledge at once what was read: the broker sends PUBACKs in small writes
+            # under Nagle (no TCP_NODELAY by default), holding each until the previous one is
+            # acknowledged; with the outbox's bursts the hub is often silent while it waits,
+            # so a delayed ACK (up to 40 ms) would stall the window. Linux clears the flag
+            # after use, so it is set again at every read.
+            with contextlib.suppress(OSError):
+                state._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         if len(data) <= size:
             return data
         pending.extend(memoryview(data)[size:])
