@@ -179,3 +179,29 @@ def test_the_request_decoder_leaves_what_it_does_not_know_to_paho() -> None:
     assert parse_publish(b"\x00\x09t", 0, False) is None  # topic longer than the packet
     bad_topic = b"\x00\x02\xff\xfe" + b"\x00" + b"p"
     assert parse_publish(bad_topic, 0, True) == (None, 0, None, None, b"p")
+
+
+async def test_the_main_link_reads_nothing_while_a_critical_request_runs(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = hub_config(tmp_path, broker.port, "held")
+    async with running_hub(config) as hub:
+        await hub.link.connected.wait()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="held", protocol=paho.MQTTv5)
+        await asyncio.to_thread(client.connect, "127.0.0.1", broker.port)
+        client.loop_start()
+        try:
+            hub.router.quiet.clear()  # as the intake does while a critical request runs
+            for n in range(3):  # the first is read (it finds the event clear), the rest wait
+                body = json.dumps({"transaction": f"h{n}"})
+                client.publish(f"{config.topic_root}/request/health", body, 1)
+                await asyncio.sleep(0.1)
+            assert hub.counters.get("requests.received") <= 1
+            hub.router.quiet.set()
+            await eventually(
+                lambda: hub.counters.get("requests.received") == 3, timeout=5, what="read"
+            )
+        finally:
+            hub.router.quiet.set()
+            client.disconnect()
+            client.loop_stop()
