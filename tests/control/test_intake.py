@@ -190,3 +190,19 @@ async def test_a_critical_request_is_run_once_whichever_link_brings_it_first() -
     assert counters.get("requests.copies") == 2
     assert counters.get("requests.received") == 3
     assert intake.waiting == 0
+
+
+async def test_the_refusal_audit_writes_nothing_while_a_critical_request_runs() -> None:
+    audit = FakeAudit()
+    quiet = asyncio.Event()  # clear: a critical request waits or runs
+    refusals = RefusalAudit(audit, Counters(), lambda c: f"p-{c}", quiet=quiet)
+    router = Router()
+    router.on_refused(refusals.on_refused)
+    await router.dispatch("nope", b"{}", client="clients/a")
+    flush = asyncio.create_task(refusals.flush())
+    await asyncio.sleep(0.05)
+    assert audit.entries == []
+    assert not flush.done()
+    quiet.set()
+    assert await flush == 1
+    assert [e["code"] for e in audit.entries] == ["unknown_command"]
