@@ -333,7 +333,7 @@ async def _health_loop(hub: Hub) -> None:
 async def _watchdog(hub: Hub, loops: dict[str, asyncio.Task[None]], period: float) -> None:
     from gateway.liveness import Liveness  # noqa: PLC0415 - only under a systemd watchdog
 
-    await Liveness(hub, loops).run(period)
+    await Liveness(hub.pipeline, hub.db, loops).run(period)
 
 
 async def run(

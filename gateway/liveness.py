@@ -15,20 +15,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import aiosqlite
 
 from gateway.systemd import notify
 
-if TYPE_CHECKING:
-    from gateway.daemon import Hub
-
 logger = logging.getLogger(__name__)
+
+class Gated(Protocol):
+    """The pipeline's gate lock (gateway.pipeline.Pipeline.exclusive)."""
+
+    def exclusive(self) -> asyncio.Lock:
+        """The lock held while a batch goes from the consent gate to the outbox."""
+        ...
+
 
 class Liveness:
     """Decides whether the daemon may pet the watchdog (see the module docstring)."""
 
-    def __init__(self, hub: Hub, loops: Mapping[str, asyncio.Task[None]]) -> None:
-        self._hub = hub
+    def __init__(
+        self, pipeline: Gated, db: aiosqlite.Connection, loops: Mapping[str, asyncio.Task[None]]
+    ) -> None:
+        self._pipeline = pipeline
+        self._db = db
         self._tasks = dict(loops)
 
     @property
@@ -43,13 +53,13 @@ class Liveness:
                 return f"loop {name} ended"
         try:
             async with asyncio.timeout(patience_s):
-                async with self._hub.pipeline.exclusive():
+                async with self._pipeline.exclusive():
                     pass
         except TimeoutError:
             return "the pipeline is stuck between the consent gate and the outbox"
         try:
             async with asyncio.timeout(patience_s):
-                async with self._hub.db.execute("SELECT 1") as cursor:
+                async with self._db.execute("SELECT 1") as cursor:
                     await cursor.fetchone()
         except TimeoutError:
             return "the database does not answer"

@@ -4,18 +4,48 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from gateway.audit.log import AuditLog
 from gateway.commands.router import Router, reject_unknown
+from gateway.envelope.sealer import Sealer
 from gateway.errors import CommandError
+from gateway.mqtt.link import MqttLink
+from gateway.mqtt.topics import Topics
+from gateway.outbox.store import Outbox
 
 _KID = re.compile(r"^[0-9a-f]{16}$")
 
-if TYPE_CHECKING:
-    from gateway.daemon import Hub
+
+class Rotating(Protocol):
+    """The pipeline's epoch rotation (gateway.pipeline.Pipeline.rotate)."""
+
+    async def rotate(self, reason: str) -> int:
+        """Start a new epoch now; return its number."""
+        ...
 
 
-def register_hub_commands(router: Router, hub: Hub) -> None:
+class HubHost(Protocol):
+    """What the hub commands need of the daemon: its health report, the epoch machinery
+    (rotation, announcements) and the connection to re-announce on."""
+
+    @property
+    def pipeline(self) -> Rotating:
+        """The data path (for rotating the epoch)."""
+        ...
+
+    audit: AuditLog
+    link: MqttLink
+    sealer: Sealer
+    outbox: Outbox
+    topics: Topics
+
+    def health(self) -> dict[str, Any]:
+        """Return the health report."""
+        ...
+
+
+def register_hub_commands(router: Router, hub: HubHost) -> None:
     """Register ``health``, ``keys/rotate`` and ``epoch/resend`` on ``router``."""
 
     async def health(params: Mapping[str, Any]) -> Any:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from gateway.changes import Change
+import aiosqlite
+
+from gateway.changes import Change, Changes
 from gateway.commands.router import Router, reject_unknown, require
 from gateway.consent.catalogue import (
     CATEGORIES,
@@ -23,15 +25,26 @@ from gateway.consent.catalogue import (
     FLAGS,
     OFF,
 )
+from gateway.consent.policy import ConsentPolicy
 from gateway.consent.store import save_policy
 from gateway.errors import CommandError
-
-if TYPE_CHECKING:
-    from gateway.daemon import Hub
 
 logger = logging.getLogger(__name__)
 
 RANK: Final = {OFF: 0, COARSE: 1, "on": 2}
+
+
+class ConsentHost(Protocol):
+    """What the consent commands need of the daemon: the policy, the owner of acknowledged
+    changes, the database the policy is saved in, and the retained consent topic."""
+
+    policy: ConsentPolicy
+    changes: Changes
+    db: aiosqlite.Connection
+
+    def publish_consent_soon(self) -> None:
+        """Queue the current consent state for the retained consent topic."""
+        ...
 _PSEUDONYM: Final = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -71,7 +84,7 @@ def parse_set(
 
 
 def register_consent_commands(
-    router: Router, hub: Hub, known_device: Callable[[str], bool]
+    router: Router, hub: ConsentHost, known_device: Callable[[str], bool]
 ) -> None:
     """Register ``consent/get``, ``consent/set`` and ``try_now`` on ``router`` for ``hub``."""
 
@@ -123,7 +136,7 @@ def register_consent_commands(
 
 
 async def _make(
-    hub: Hub,
+    hub: ConsentHost,
     event: str,
     apply: Callable[[], None],
     withdrawn: list[str],
