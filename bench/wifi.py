@@ -45,6 +45,7 @@ from gateway.model import Reading
 from gateway.pseudonym import Pseudonymizer
 from gateway.secure.atrest import StorageCipher
 from gateway.storage.db import open_database
+from gateway.tasks import running
 
 HAP = "_hap._tcp.local."
 HAP_UDP = "_hap._udp.local."  # aiohomekit wants a browser for both before it starts
@@ -173,7 +174,9 @@ async def run(accessories: int) -> dict[str, Any]:
         bare = BareSide()
         try:
             async with (
-                DeviceRegistry(db, Pseudonymizer(os.urandom(32)), ConsentPolicy()) as registry,
+                running(
+                    DeviceRegistry(db, Pseudonymizer(os.urandom(32)), ConsentPolicy())
+                ) as registry,
                 accessory_process() as process,
             ):
                 extras, readings = DeviceExtras(), list[Reading]()

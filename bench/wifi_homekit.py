@@ -30,6 +30,7 @@ from gateway.discovery.mdns import MdnsDiscovery
 from gateway.model import Reading
 from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database
+from gateway.tasks import running
 
 
 async def run(accessories: int) -> dict[str, float]:
@@ -39,7 +40,9 @@ async def run(accessories: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         db = await open_database(Path(tmp) / "state")
         try:
-            async with DeviceRegistry(db, Pseudonymizer(os.urandom(32)), ConsentPolicy()) as reg:
+            async with running(
+                DeviceRegistry(db, Pseudonymizer(os.urandom(32)), ConsentPolicy())
+            ) as reg:
                 extras = DeviceExtras()
                 readings: list[Reading] = []
                 async with (

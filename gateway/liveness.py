@@ -23,6 +23,7 @@ from gateway.systemd import notify
 
 logger = logging.getLogger(__name__)
 
+
 class Gated(Protocol):
     """The pipeline's gate lock (gateway.pipeline.Pipeline.exclusive)."""
 

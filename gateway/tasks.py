@@ -1,8 +1,13 @@
-"""Task helpers: cancellation that third-party code may have swallowed is re-raised here."""
+"""Task helpers: cancellation that third-party code may have swallowed is re-raised here, and
+a component's loops run in a task group when it is used on its own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 
 def reraise_if_cancelling() -> None:
@@ -15,3 +20,43 @@ def reraise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+class WithLoops(Protocol):
+    """A component that is an async context manager and exposes its long-lived loops."""
+
+    async def __aenter__(self) -> Any:
+        """Open the component (starts nothing)."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        """Close the component."""
+        ...
+
+    def loops(self) -> dict[str, Loop]:
+        """Return its loops by task name."""
+        ...
+
+
+C = TypeVar("C", bound=WithLoops)
+
+
+@contextlib.asynccontextmanager
+async def running(component: C) -> AsyncIterator[C]:
+    """Open ``component`` and run its loops in a task group until the block ends (a component
+    used on its own, outside the daemon, which runs them in its own task group)."""
+    async with component, asyncio.TaskGroup() as group:
+        tasks = [group.create_task(loop(), name=name) for name, loop in component.loops().items()]
+        try:
+            yield component
+        finally:
+            for task in tasks:
+                task.cancel()

@@ -45,6 +45,8 @@ class ConsentHost(Protocol):
     def publish_consent_soon(self) -> None:
         """Queue the current consent state for the retained consent topic."""
         ...
+
+
 _PSEUDONYM: Final = re.compile(r"^[0-9a-f]{16}$")
 
 

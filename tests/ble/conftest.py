@@ -23,6 +23,7 @@ from gateway.consent.policy import ConsentPolicy
 from gateway.devices import DeviceRegistry
 from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database
+from gateway.tasks import running
 
 TEMPLATE = Path(__file__).with_name("bluez_template.py")
 ADAPTER = "hci0"
@@ -167,7 +168,9 @@ async def registry(
     db: aiosqlite.Connection, policy: ConsentPolicy
 ) -> AsyncIterator[DeviceRegistry]:
     """The real device registry (no BLE sweep of its own: BLE discovery reports offline)."""
-    async with DeviceRegistry(
-        db, Pseudonymizer(os.urandom(32)), policy, pair_timeout_s=10.0, pair_retry_s=0.0
+    async with running(
+        DeviceRegistry(
+            db, Pseudonymizer(os.urandom(32)), policy, pair_timeout_s=10.0, pair_retry_s=0.0
+        )
     ) as devices:
         yield devices

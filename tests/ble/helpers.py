@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Final
 
@@ -14,6 +15,7 @@ from gateway.devices import DeviceRegistry
 from gateway.discovery.ble import BleDiscovery
 from gateway.discovery.ble_pairing import BindKeyStore
 from gateway.model import Reading
+from gateway.tasks import running
 
 BTHOME: Final = uuid16(0xFCD2)
 MIBEACON: Final = uuid16(0xFE95)
@@ -46,15 +48,18 @@ def make_discovery(
     config: BleConfig = FAST,
     bind_keys: BindKeyStore | None = None,
     **changes: Any,
-) -> BleDiscovery:
-    """Return a BleDiscovery with test timings whose readings land in ``readings``."""
-    return BleDiscovery(
-        dataclasses.replace(config, **changes),
-        registry=registry,
-        policy=policy,
-        submit=readings.append,
-        counters=counters or Counters(),
-        bind_keys=bind_keys,
-        backoff=Backoff(initial=0.05, factor=2.0, cap=0.2),
-        report_interval_s=0.2,
+) -> contextlib.AbstractAsyncContextManager[BleDiscovery]:
+    """Return a BleDiscovery with test timings whose readings land in ``readings``, to enter
+    with its loops running."""
+    return running(
+        BleDiscovery(
+            dataclasses.replace(config, **changes),
+            registry=registry,
+            policy=policy,
+            submit=readings.append,
+            counters=counters or Counters(),
+            bind_keys=bind_keys,
+            backoff=Backoff(initial=0.05, factor=2.0, cap=0.2),
+            report_interval_s=0.2,
+        )
     )

@@ -17,6 +17,7 @@ from gateway.devices import DeviceRegistry
 from gateway.discovery.ble import BleDiscovery
 from gateway.discovery.ble_pairing import BindKeyStore
 from gateway.model import Reading
+from gateway.tasks import running
 from tests.support.hub import eventually
 
 from .helpers import FAST
@@ -45,7 +46,7 @@ async def simulated(
         read_info=sim.device_information,
         report_interval_s=0.2,
     )
-    async with discovery:
+    async with running(discovery):
         feeder = asyncio.create_task(sim.run(discovery.detection_callback), name="sim")
         try:
             yield discovery

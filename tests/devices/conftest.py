@@ -13,6 +13,7 @@ from gateway.consent.policy import ConsentPolicy
 from gateway.devices import DeviceRegistry
 from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database
+from gateway.tasks import running
 
 from .helpers import EventLog, FakePairer
 
@@ -69,13 +70,15 @@ async def registry(
     async def on_erase(device: str) -> None:
         erased.append(device)
 
-    async with DeviceRegistry(
-        db,
-        pseudonyms,
-        policy,
-        offline_after={"mdns": 0.3, "ble": 0.3},
-        on_erase=on_erase,
-        pair_retry_s=0.2,
+    async with running(
+        DeviceRegistry(
+            db,
+            pseudonyms,
+            policy,
+            offline_after={"mdns": 0.3, "ble": 0.3},
+            on_erase=on_erase,
+            pair_retry_s=0.2,
+        )
     ) as reg:
         reg.add_pairer("mdns", pairer)
         reg.subscribe(events.on_event)

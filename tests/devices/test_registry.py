@@ -13,6 +13,7 @@ from gateway.devices import DeviceInfo, DeviceRegistry
 from gateway.errors import CommandError, DeviceError
 from gateway.logs import JsonFormatter
 from gateway.pseudonym import Pseudonymizer
+from gateway.tasks import running
 
 from .helpers import EventLog, FakePairer, sighting, wait_for
 
@@ -60,12 +61,12 @@ async def test_paired_devices_survive_a_restart_offline(
     db: aiosqlite.Connection, pseudonyms: Pseudonymizer, policy: ConsentPolicy
 ) -> None:
     pairer = FakePairer()
-    async with DeviceRegistry(db, pseudonyms, policy) as first:
+    async with running(DeviceRegistry(db, pseudonyms, policy)) as first:
         first.add_pairer("mdns", pairer)
         device = first.seen(sighting())
         await first.pair(device)
         await first.rename(device, "Desk lamp")
-    async with DeviceRegistry(db, pseudonyms, policy) as second:
+    async with running(DeviceRegistry(db, pseudonyms, policy)) as second:
         view = second.get(device)
         assert view is not None
         assert view.paired
@@ -137,7 +138,7 @@ async def test_pairing_failure_marks_the_candidate_and_retries_later(
 async def test_pairing_that_hangs_times_out(
     db: aiosqlite.Connection, pseudonyms: Pseudonymizer, policy: ConsentPolicy
 ) -> None:
-    async with DeviceRegistry(db, pseudonyms, policy, pair_timeout_s=0.1) as registry:
+    async with running(DeviceRegistry(db, pseudonyms, policy, pair_timeout_s=0.1)) as registry:
         registry.add_pairer("mdns", FakePairer(delay=10))
         device = registry.seen(sighting())
         with pytest.raises(DeviceError) as caught:
@@ -150,7 +151,7 @@ async def test_concurrent_pair_requests_read_the_device_once(
     db: aiosqlite.Connection, pseudonyms: Pseudonymizer, policy: ConsentPolicy
 ) -> None:
     pairer = FakePairer(delay=0.05)
-    async with DeviceRegistry(db, pseudonyms, policy) as registry:
+    async with running(DeviceRegistry(db, pseudonyms, policy)) as registry:
         registry.add_pairer("mdns", pairer)
         device = registry.seen(sighting())
         first, second = await asyncio.gather(registry.pair(device), registry.pair(device))
@@ -260,7 +261,7 @@ async def test_firmware_and_upgrade_info_are_stored(
 async def test_candidate_list_is_bounded(
     db: aiosqlite.Connection, pseudonyms: Pseudonymizer, policy: ConsentPolicy
 ) -> None:
-    async with DeviceRegistry(db, pseudonyms, policy, max_candidates=3) as registry:
+    async with running(DeviceRegistry(db, pseudonyms, policy, max_candidates=3)) as registry:
         for n in range(10):
             registry.seen(sighting(f"shellyplus1pm-00000000000{n}"))
         assert registry.counts() == {"paired": 0, "online": 0, "candidates": 3}

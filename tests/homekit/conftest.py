@@ -25,6 +25,7 @@ from gateway.model import Reading
 from gateway.pseudonym import Pseudonymizer
 from gateway.secure.atrest import StorageCipher
 from gateway.storage.db import open_database
+from gateway.tasks import running
 from tests.mdns.conftest import no_leaked_tasks
 
 __all__ = ["no_leaked_tasks"]
@@ -61,12 +62,14 @@ async def open_hub(
     try:
         policy, counters = ConsentPolicy(), Counters()
         pairings = SealedPairings(db, StorageCipher(key))
-        async with DeviceRegistry(
-            db,
-            Pseudonymizer(secret),
-            policy,
-            offline_after={"mdns": config.offline_after_s},
-            pair_retry_s=pair_retry_s,
+        async with running(
+            DeviceRegistry(
+                db,
+                Pseudonymizer(secret),
+                policy,
+                offline_after={"mdns": config.offline_after_s},
+                pair_retry_s=pair_retry_s,
+            )
         ) as registry:
             router, extras = Router(), DeviceExtras()
             register_commands(router, registry, extras)

@@ -23,6 +23,7 @@ from gateway.discovery.mdns import MdnsDiscovery
 from gateway.model import Reading
 from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database
+from gateway.tasks import running
 from tests.devices.helpers import EventLog
 
 from .helpers import Hub, MakeDevice
@@ -63,13 +64,15 @@ async def hub(tmp_path: Path, mdns_config: MdnsConfig) -> AsyncIterator[Hub]:
         erased.append(device)
 
     try:
-        async with DeviceRegistry(
-            db,
-            Pseudonymizer(os.urandom(32)),
-            policy,
-            offline_after={"mdns": mdns_config.offline_after_s},
-            on_erase=on_erase,
-            pair_retry_s=0.2,
+        async with running(
+            DeviceRegistry(
+                db,
+                Pseudonymizer(os.urandom(32)),
+                policy,
+                offline_after={"mdns": mdns_config.offline_after_s},
+                on_erase=on_erase,
+                pair_retry_s=0.2,
+            )
         ) as registry:
             registry.subscribe(events.on_event)
             readings: list[Reading] = []
