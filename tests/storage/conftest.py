@@ -21,6 +21,8 @@ import pytest
 
 from gateway.config import Config
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _needs_root(what: str) -> None:
     if os.geteuid() != 0:
@@ -41,6 +43,7 @@ def lazy_mount(tmp_path: Path) -> Iterator[Path]:
         [sys.executable, "-m", "tests.support.lazyfs", str(backing), str(mount)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=REPO,  # where the module is found, whatever the test process's directory is
     )
     deadline = time.monotonic() + 10
     while not os.path.ismount(mount):
