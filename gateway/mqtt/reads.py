@@ -18,10 +18,11 @@ while a privacy-critical request waits or runs): the event loop, the GIL and the
 thread are then the withdrawal's, and no answer to a flood is queued behind its barrier. The
 broker keeps what it sends meanwhile (or drops QoS 0 requests past its queue); reading resumes
 when the event is set, or after ``HOLD_MAX_S`` at the latest. It also stops reading while
-more than ``UNSENT_MAX`` bytes wait to be written (answers to a flood the broker is slow to
-take): the hub reads no more requests than it can answer, its unsent answers stay bounded,
-and a withdrawal's barrier (nothing queued before it may still be sent) waits for at most
-that many, and one write of paho's takes a few milliseconds, not a hundred.
+more than ``ANSWERS_UNSENT_MAX`` bytes of answers queued by the hub itself (raw packets,
+``Connection.send_quick``), or ``UNSENT_MAX`` bytes in all, wait to be written (answers to a
+flood the broker is slow to take): the hub reads no more requests than it can answer, its
+unsent answers stay bounded, a withdrawal's barrier (nothing queued before it may still be
+sent) waits for at most that many, and one write of paho's takes a few milliseconds.
 
 ``take_publishes`` hands every incoming QoS 0/1 PUBLISH to a callback as (topic, payload,
 response topic, correlation data), read straight from the packet (MQTT 5 section 3.3): paho
@@ -48,6 +49,8 @@ QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux
 SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
 UNSENT_MAX: Final = 256 * 1024  # above the outbox publisher's window of records (250)
+ANSWERS_UNSENT_MAX: Final = 32 * 1024
+RAW: Final = 0  # paho's command field of the packets the hub queues as raw bytes (answers)
 DRAIN_POLL_S: Final = 0.002
 PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
 """``handler(topic, payload, response_topic, correlation)``: must return at once."""
@@ -130,18 +133,24 @@ def hold_reads(
     client: paho.Client, quiet: asyncio.Event, on_error: Callable[[Exception], None]
 ) -> None:
     """Make ``client`` stop reading its socket while ``quiet`` is clear or more than
-    UNSENT_MAX bytes wait to be written (at most HOLD_MAX_S at a time); ``on_error(exc)`` is
+    ANSWERS_UNSENT_MAX bytes of raw answers or UNSENT_MAX bytes in all wait to be written (at
+    most HOLD_MAX_S at a time); ``on_error(exc)`` is
     told of a read that fails once reading resumes."""
     state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     waiting: list[asyncio.Task[None]] = []
 
-    def unsent() -> int:
-        return sum(packet["to_process"] for packet in state._out_packet)
+    def backlogged() -> bool:
+        total = answers = 0
+        for packet in state._out_packet:
+            total += packet["to_process"]
+            if packet["command"] == RAW:
+                answers += packet["to_process"]
+        return total > UNSENT_MAX or answers > ANSWERS_UNSENT_MAX
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
         sock = state._sock
-        if (quiet.is_set() and unsent() <= UNSENT_MAX) or waiting or sock is None:
+        if (quiet.is_set() and not backlogged()) or waiting or sock is None:
             return loop_read(max_packets)
         loop = asyncio.get_running_loop()
         if not loop.remove_reader(sock.fileno()):  # not read through the loop: read as asked
@@ -153,7 +162,7 @@ def hold_reads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_MAX_S):
                 await quiet.wait()
-                while unsent() > UNSENT_MAX and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
+                while backlogged() and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
                     await asyncio.sleep(DRAIN_POLL_S)
         waiting.clear()
         if state._sock is sock:  # still this connection's socket: read it again
