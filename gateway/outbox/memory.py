@@ -43,6 +43,9 @@ class Unwritten:
 
     def __init__(self) -> None:
         self.batch = Batch()
+        # the batch a group commit is writing: until it has committed, a reader of the table
+        # may not see its rows yet, so the publisher still finds them here
+        self.writing = Batch()
         self.recent: deque[Pending] = deque()
 
     @property
@@ -76,12 +79,19 @@ class Unwritten:
         return len(victims), size
 
     def take(self) -> Batch:
-        """Return what is queued and start an empty batch."""
+        """Return what is queued (kept as ``writing`` until ``written``) and start an empty
+        batch."""
         batch, self.batch = self.batch, Batch()
+        self.writing = batch
         return batch
+
+    def written(self) -> None:
+        """The batch being written has committed: its rows are on disk."""
+        self.writing = Batch()
 
     def put_back(self, batch: Batch) -> None:
         """Queue ``batch`` again ahead of what came since (its commit rolled back)."""
+        self.writing = Batch()
         now = self.batch
         self.batch = Batch(
             {**batch.rows, **now.rows},
@@ -102,12 +112,13 @@ class Unwritten:
     def walk(self, after: int, newest: int, limit: int) -> list[Pending]:
         """Return up to ``limit`` staged rows with id > ``after``, in order (ids were given in
         order; gaps are rows acknowledged or purged before being written)."""
-        rows = self.batch.rows
-        i = max(after, next(iter(rows), newest + 1) - 1) + 1
+        rows, writing, acked = self.batch.rows, self.writing.rows, self.batch.deletes
+        first = min(next(iter(writing), newest + 1), next(iter(rows), newest + 1))
+        i = max(after, first - 1) + 1
         out: list[Pending] = []
         while len(out) < limit and i <= newest:
-            row = rows.get(i)
-            if row is not None:
+            row = rows.get(i) or writing.get(i)
+            if row is not None and i not in acked:
                 out.append(pending(i, row))
             i += 1
         return out

@@ -35,7 +35,7 @@ from gateway.model import EPOCH_CATEGORY, OutboxRow
 from gateway.outbox import overflow, table
 from gateway.outbox.memory import Unwritten
 from gateway.outbox.rows import Pending, QueuedGroup, Tombstone
-from gateway.storage.db import get_meta, on_rollback, storage_health, transaction
+from gateway.storage.db import get_meta, on_commit, on_rollback, storage_health, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class Outbox:
         if not batch:
             return 0
         on_rollback(self._db, lambda: self._memory.put_back(batch))
+        on_commit(self._db, self._memory.written)
         if not await table.write_batch(self._db, batch):  # some were purged meanwhile
             await self._recount()
         return len(batch.rows)

@@ -194,6 +194,16 @@ def storage_health(db: aiosqlite.Connection) -> StorageHealth:
     return health
 
 
+_COMMIT_HOOKS: weakref.WeakKeyDictionary[aiosqlite.Connection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def on_commit(db: aiosqlite.Connection, done: Callable[[], None]) -> None:
+    """Call ``done`` once the transaction open on ``db`` has committed."""
+    _COMMIT_HOOKS.setdefault(db, []).append(done)
+
+
 def on_rollback(db: aiosqlite.Connection, undo: Callable[[], None]) -> None:
     """Call ``undo`` if the transaction open on ``db`` rolls back (keeps memory in step)."""
     _ROLLBACK_HOOKS.setdefault(db, []).append(undo)
@@ -228,6 +238,7 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
     async with lock:
         _OWNERS[db] = task
         _ROLLBACK_HOOKS[db] = []
+        _COMMIT_HOOKS[db] = []
         try:
             yield db
             await db.commit()
@@ -243,9 +254,12 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
             raise StorageUnavailableError(reason, f"storage unavailable ({reason})") from exc
         else:
             health.succeeded()
+            for done in _COMMIT_HOOKS.get(db, []):
+                done()
         finally:
             _OWNERS.pop(db, None)
             _ROLLBACK_HOOKS.pop(db, None)
+            _COMMIT_HOOKS.pop(db, None)
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> bytes | None:

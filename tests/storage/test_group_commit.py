@@ -13,6 +13,7 @@ from gateway.audit.log import AuditLog
 from gateway.config import OutboxConfig
 from gateway.counters import Counters
 from gateway.model import OutboxRow
+from gateway.outbox.memory import Unwritten
 from gateway.outbox.store import Outbox
 from gateway.storage.db import open_database, storage_health, transaction
 
@@ -96,3 +97,17 @@ async def test_a_zero_interval_commits_every_batch(db: aiosqlite.Connection) -> 
     await outbox.append([row(i) for i in range(4)])
     assert await on_disk(db) == 4
     assert storage_health(db).fault is None
+
+
+def test_rows_being_written_stay_visible_to_the_publisher_until_they_are_committed() -> None:
+    memory = Unwritten()
+    memory.stage(1, [row(i) for i in range(1, 6)])
+    writing = memory.take()  # a group commit took them; the table may not show them yet
+    memory.stage(6, [row(6)])
+    assert [p.id for p in memory.walk(0, 6, 10)] == [1, 2, 3, 4, 5, 6]
+    memory.forget([2])  # acknowledged meanwhile: not offered again
+    assert [p.id for p in memory.walk(0, 6, 10)] == [1, 3, 4, 5, 6]
+    memory.written()  # committed: from now on the table has them
+    assert [p.id for p in memory.walk(0, 6, 10)] == [6]
+    memory.put_back(writing)  # had it rolled back instead, they would be queued again
+    assert [p.id for p in memory.walk(0, 6, 10)] == [1, 3, 4, 5, 6]
