@@ -72,6 +72,7 @@ class Sizes:
 
 
 DEFAULT: Final = Sizes()
+MIN_DAEMON_RECORDS: Final = 5
 QUICK: Final = Sizes(hubs=40, records=25, workers=(1, 2), daemons=2, devices=9)
 
 
@@ -204,6 +205,9 @@ async def run_workers(
             elapsed = time.perf_counter() - started
             cpu = sum(_cpu_s(p.pid) for p in procs) - cpu_before
             landed = await _scalar(url, "SELECT count(*) FROM consentgate_records") - base
+            async with asyncio.timeout(30):  # every real hub has records in the count
+                while min(daemons.sent().values(), default=1) < MIN_DAEMON_RECORDS:
+                    await asyncio.sleep(0.1)
             exits = await daemons.stop()
             sent = {h.hub_id: h.sent for h in hubs} | daemons.sent()
             await _until(url, "SELECT count(*) FROM consentgate_records", sum(sent.values()), 60)
