@@ -12,9 +12,13 @@ from bench.fault_kills import broker_kills, daemon_kills
 from bench.fault_outage import compressed_outage
 
 
-async def test_broker_kill9_cycles_lose_nothing(tmp_path: Path) -> None:
+async def test_broker_kill9_cycles_lose_nothing_the_broker_had_not_acknowledged(
+    tmp_path: Path,
+) -> None:
     result = await broker_kills(tmp_path, 3)
-    assert result["lost"] == 0, result["lost_sample"]
+    # Mosquitto saves after its PUBACK: a kill -9 in between loses records it acknowledged,
+    # which QoS 1 makes the broker's; the hub loses none it still had to deliver
+    assert result["lost"] == result["lost_after_puback"], result["lost_sample"]
     assert result["rejected"] == 0  # duplicates are only QoS 1 redeliveries the replay check drops
     assert result["held_unopened"] == 0
     assert result["outbox_left"] == 0
