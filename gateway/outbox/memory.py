@@ -78,10 +78,15 @@ class Unwritten:
             self.recent.clear()
         return len(victims), size
 
-    def take(self) -> Batch:
-        """Return what is queued (kept as ``writing`` until ``written``) and start an empty
-        batch."""
-        batch, self.batch = self.batch, Batch()
+    def take(self, limit: int | None = None) -> Batch:
+        """Return what is queued, at most the ``limit`` oldest rows (kept as ``writing`` until
+        ``written``); what is left stays queued."""
+        batch = self.batch
+        if limit is None or len(batch.rows) <= limit:
+            self.batch = Batch()
+        else:
+            ids = list(batch.rows)
+            self.batch = Batch({i: batch.rows.pop(i) for i in ids[limit:]})
         self.writing = batch
         return batch
 

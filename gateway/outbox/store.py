@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 EPOCH_KEY: Final = "epoch"
 PREV_KEY: Final = "epoch_prev_hash"
+COMMIT_CHUNK: Final = 1000  # rows per group-commit transaction
 
 
 class Outbox:
@@ -142,11 +143,16 @@ class Outbox:
 
         Raises ``StorageUnavailableError`` (everything stays in memory) when storage is faulty.
         """
-        if not self._memory.batch:
-            return 0
-        async with transaction(self._db):
-            written = await self.write_pending()
-        self.commits += 1
+        written = 0
+        # in chunks: an acknowledged change waiting for the database lock (a withdrawal) waits
+        # for one chunk, not for a whole second's worth of an outage's records; what arrives
+        # meanwhile waits for the next commit
+        for _ in range(len(self._memory.rows) // COMMIT_CHUNK + 1):
+            if not self._memory.batch:
+                break
+            async with transaction(self._db):
+                written += await self.write_pending(COMMIT_CHUNK)
+            self.commits += 1
         return written
 
     async def run(self) -> None:
@@ -157,10 +163,10 @@ class Outbox:
             with contextlib.suppress(StorageUnavailableError):  # reported on health, retried
                 await self.commit()
 
-    async def write_pending(self) -> int:
-        """Write the staged rows, deletes, tombstones and epoch counter inside the caller's
-        transaction; return rows written. A rollback puts them back in memory."""
-        batch = self._memory.take()
+    async def write_pending(self, limit: int | None = None) -> int:
+        """Write the staged rows (the ``limit`` oldest), deletes, tombstones and epoch counter
+        inside the caller's transaction; return rows written. A rollback puts them back."""
+        batch = self._memory.take(limit)
         if not batch:
             return 0
         on_rollback(self._db, lambda: self._memory.put_back(batch))

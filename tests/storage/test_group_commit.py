@@ -111,3 +111,12 @@ def test_rows_being_written_stay_visible_to_the_publisher_until_they_are_committ
     assert [p.id for p in memory.walk(0, 6, 10)] == [6]
     memory.put_back(writing)  # had it rolled back instead, they would be queued again
     assert [p.id for p in memory.walk(0, 6, 10)] == [1, 3, 4, 5, 6]
+
+
+async def test_a_large_group_commit_is_written_in_chunks(db: aiosqlite.Connection) -> None:
+    outbox = await make(db)
+    await outbox.append([row(i) for i in range(2500)])
+    before = outbox.commits
+    assert await outbox.commit() == 2500
+    assert outbox.commits - before == 3  # a waiting withdrawal waits for one chunk at most
+    assert await on_disk(db) == 2500
