@@ -12,9 +12,11 @@ kernel wrote to storage for it (``/proc/<pid>/io`` ``write_bytes``) over three w
 3. outage (broker stopped): bytes per record queued, against the limit of 2 x the mean sealed
    record size measured in this run.
 
-Then K acknowledged changes (``try_now`` on/off) are sent while ``strace -c`` counts the
-daemon's fsync/fdatasync calls; the same window without requests is subtracted, so the figure
-is fsyncs per acknowledgement. Writes bench/results/wear.json.
+Then, on a hub with no devices (nothing else to write), 10 acknowledged changes (``try_now``
+on/off) are sent while ``strace -c`` counts the daemon's fsync/fdatasync calls; the same window
+without requests is subtracted, so the figure is fsyncs per acknowledgement, everything it
+causes included (its commit, the purge of its tombstones, WAL checkpoints).
+Writes bench/results/wear.json.
 """
 
 from __future__ import annotations
@@ -89,9 +91,7 @@ def _steady(
         record_size = (counter.bytes - size0) / max(1, forwarded)
         elapsed = time.time() - t0
         outage: dict[str, Any] = {}
-        acks: dict[str, Any] = {}
         if interval > 0:
-            acks = _fsyncs_per_ack(daemon, counter)
             outage = _outage(daemon, broker, spec.state_dir, seconds, record_size)
     finally:
         counter.close()
@@ -105,7 +105,6 @@ def _steady(
         "bytes_per_record": written / max(1, forwarded),
         "record_size_b": record_size,
         **outage,
-        **acks,
     }
 
 
@@ -166,6 +165,23 @@ def _fsyncs_per_ack(daemon: DaemonProcess, counter: Counter, acks: int = 10) -> 
     }
 
 
+def _acks_alone(workdir: Path, broker: Mosquitto) -> dict[str, Any]:
+    """fsyncs per acknowledged change on a hub with nothing else to write (no devices)."""
+    spec = DaemonSpec(HUB_ID, workdir, broker.port)
+    workdir.mkdir()
+    daemon = DaemonProcess(spec)
+    daemon.start()
+    counter = Counter(broker.port, f"consentgate/{HUB_ID}")
+    try:
+        daemon.wait_ready()
+        counter.request("try_now", {"enabled": False})
+        time.sleep(1.0)
+        return _fsyncs_per_ack(daemon, counter)
+    finally:
+        counter.close()
+        daemon.stop()
+
+
 def measure(devices: int, rate: float, seconds: float) -> dict[str, Any]:
     """Return the steady figures (group commit and baseline) and the outage figure."""
     with tempfile.TemporaryDirectory(prefix="cg-wear-") as tmp:
@@ -174,6 +190,7 @@ def measure(devices: int, rate: float, seconds: float) -> dict[str, Any]:
         try:
             grouped = _steady(workdir / "grouped", broker, devices, rate, seconds, 1.0)
             each = _steady(workdir / "each", broker, devices, rate, seconds, 0.0)
+            grouped |= _acks_alone(workdir / "acks", broker)
         finally:
             broker.stop()
     per_day = grouped["bytes_written_per_s"] * 86400
