@@ -28,7 +28,7 @@ UUIDS: Final = (
     uuid16(0x180F),
     "0000fcd2-0000-1000-8000-00805f9b34fc",
 )
-VECTORS: Final = (  # TESTING.md: vectors that decode with the reference libraries
+VECTORS: Final = (  # docs/testing.md: vectors that decode with the reference libraries
     ("A4:C1:38:00:00:01", BTHOME, "4000a4016402ca0803bf13"),
     ("AA:BB:CC:DD:EE:FF", MIBEACON, "5020aa0101ffeeddccbbaa0d1004ea00c801"),
     ("C8:47:8C:00:00:01", SCALE, "228638e8070b18131400"),

@@ -1,1 +1,1 @@
-"""MQTT request/response commands (DESIGN.md section 4)."""
+"""MQTT request/response commands (docs/mqtt-api.md)."""

@@ -1,4 +1,4 @@
-"""The data-category catalogue (DESIGN.md section 3) as data.
+"""The data-category catalogue (docs/data-categories.md) as data.
 
 Every field a driver emits belongs to exactly one category; each category is governed by one
 consent flag. ``device.basic`` is the service category: it is always collected (pseudonymously).
@@ -62,7 +62,7 @@ OFF: Final = "off"
 COARSE: Final = "coarse"
 STATES: Final = (ON, OFF, COARSE)
 
-# Default state of every flag (DESIGN.md section 3): sensitive and persistent identifiers off.
+# Default state of every flag (docs/data-categories.md): sensitive and persistent identifiers off.
 DEFAULT_FLAGS: Final = MappingProxyType(
     {
         "network": OFF,

@@ -61,7 +61,7 @@ class Mosquitto:
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\nautosave_on_changes true\n"
             # Tests count every delivery: a QoS 1 subscriber must not lose messages to the
-            # default per-client queue limit of 1000 (PERFORMANCE.md trap 6).
+            # default per-client queue limit of 1000 (docs/performance.md).
             "max_queued_messages 1000000\n"
             f"{self.extra_conf}\n"
         )

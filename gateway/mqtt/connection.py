@@ -45,7 +45,7 @@ class Connection:
     def paho(self) -> paho.Client:
         """Return the paho client under aiomqtt (the outbox publisher writes through it)."""
         # aiomqtt is built on paho's asyncio socket callbacks; publishing through paho directly
-        # avoids aiomqtt's O(pending) per-publish bookkeeping (PERFORMANCE.md, trap 2).
+        # avoids aiomqtt's O(pending) per-publish bookkeeping (docs/performance.md).
         return self.client._client
 
     async def publish(

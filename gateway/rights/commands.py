@@ -1,4 +1,4 @@
-"""``export``, ``erase`` and ``restrict``: validated, applied, audited (DESIGN.md s4).
+"""``export``, ``erase`` and ``restrict``: validated, applied, audited (docs/mqtt-api.md).
 
 ``erase`` ends collection for the device(s) and deletes what the hub holds: the registry row
 (through the registry's unpair, which also drops consent overrides), the queued records and
