@@ -159,7 +159,7 @@ class MqttLink:
             keepalive=self._config.keepalive_s,
             # the control link has no status of its own: its loss must not mark the hub offline
             will=None if self._control else aiomqtt.Will(self._topics.status, OFFLINE, 1, True),
-            max_inflight_messages=0,  # unlimited: the publisher bounds its own window (docs/performance.md)
+            max_inflight_messages=0,  # unlimited: the publisher bounds its own window
             max_queued_incoming_messages=INCOMING_MAX,  # unused (see _on_message): bounded anyway
             timeout=10.0,
             # Control answers are small and must not wait for the broker's delayed ACK of the
