@@ -229,15 +229,16 @@ class Intake:
 
     def _answer(self, item: _Item, payload: bytes, qos: int = 1) -> None:
         request = item.request
-        control = self._control_send
-        if (
-            request.control
-            and control is not None
-            and control(item.topic, payload, request.correlation, qos=qos)
-        ):
+        # Every answer goes on the main link while it is up, behind the records handed to it
+        # before: the broker takes one connection's packets in order, so no record sent
+        # before a withdrawal reaches the broker after its answer (a record on the main link
+        # and an answer on the control link could cross). The control link answers only
+        # while the main link is down, when nothing sent on it can arrive any more.
+        if self._send(item.topic, payload, request.correlation, qos=qos):
             return
-        # not a control request, or the control link is down: the main link answers
-        self._send(item.topic, payload, request.correlation, qos=qos)
+        control = self._control_send
+        if request.control and control is not None:
+            control(item.topic, payload, request.correlation, qos=qos)
 
     def _copy_of_taken(self, request: Request) -> bool:
         """Return whether ``request`` is the other link's copy of a critical request already
