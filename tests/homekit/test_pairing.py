@@ -51,6 +51,10 @@ async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedA
 
     # The right code: paired, Accessory Information read into the device info.
     answer = await ask(home, "pair", transaction="5", device=device, setup_code="03145154")
+    if answer["status"] == "error" and "refused" in answer["error"]["message"]:
+        # HAP-python now and then refuses the right code (seen with bare aiohomekit too,
+        # bench/wifi.py counts it): the user tries again, and so does the test, once
+        answer = await ask(home, "pair", transaction="5b", device=device, setup_code="03145154")
     assert answer["status"] == "ok", answer
     entry = answer["data"]
     assert (entry["model"], entry["firmware"], entry["name"]) == ("Acme T1000", "1.2.3", "Thermo")
