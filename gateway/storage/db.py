@@ -178,42 +178,41 @@ class StorageHealth:
         }
 
 
-_HEALTH: weakref.WeakKeyDictionary[aiosqlite.Connection, StorageHealth] = (
-    weakref.WeakKeyDictionary()
-)
-_ROLLBACK_HOOKS: weakref.WeakKeyDictionary[aiosqlite.Connection, list[Callable[[], None]]] = (
-    weakref.WeakKeyDictionary()
-)
+@dataclass(slots=True)
+class _Writes:
+    """One connection's write state: the lock every transaction takes, the task holding it,
+    the hooks of the open transaction, and the storage's fault state."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    owner: asyncio.Task[object] | None = None
+    rollback: list[Callable[[], None]] = field(default_factory=list)
+    commit: list[Callable[[], None]] = field(default_factory=list)
+    health: StorageHealth = field(default_factory=StorageHealth)
+
+
+_WRITES: weakref.WeakKeyDictionary[aiosqlite.Connection, _Writes] = weakref.WeakKeyDictionary()
+
+
+def _writes(db: aiosqlite.Connection) -> _Writes:
+    state = _WRITES.get(db)
+    if state is None:
+        state = _WRITES[db] = _Writes()
+    return state
 
 
 def storage_health(db: aiosqlite.Connection) -> StorageHealth:
     """Return the (one) fault state of ``db``'s storage."""
-    health = _HEALTH.get(db)
-    if health is None:
-        health = _HEALTH[db] = StorageHealth()
-    return health
-
-
-_COMMIT_HOOKS: weakref.WeakKeyDictionary[aiosqlite.Connection, list[Callable[[], None]]] = (
-    weakref.WeakKeyDictionary()
-)
+    return _writes(db).health
 
 
 def on_commit(db: aiosqlite.Connection, done: Callable[[], None]) -> None:
     """Call ``done`` once the transaction open on ``db`` has committed."""
-    _COMMIT_HOOKS.setdefault(db, []).append(done)
+    _writes(db).commit.append(done)
 
 
 def on_rollback(db: aiosqlite.Connection, undo: Callable[[], None]) -> None:
     """Call ``undo`` if the transaction open on ``db`` rolls back (keeps memory in step)."""
-    _ROLLBACK_HOOKS.setdefault(db, []).append(undo)
-
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
-_Owner = asyncio.Task[object] | None
-_OWNERS: weakref.WeakKeyDictionary[aiosqlite.Connection, _Owner] = weakref.WeakKeyDictionary()
+    _writes(db).rollback.append(undo)
 
 
 @contextlib.asynccontextmanager
@@ -229,37 +228,32 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
     fault rolls the transaction back, runs the ``on_rollback`` hooks and raises
     ``StorageUnavailableError``; any other error rolls back and propagates as it is.
     """
+    state = _writes(db)
     task = asyncio.current_task()
-    if _OWNERS.get(db) is task:  # nested: part of the enclosing transaction
+    if state.owner is task:  # nested: part of the enclosing transaction
         yield db
         return
-    lock = _WRITE_LOCKS.setdefault(db, asyncio.Lock())
-    health = storage_health(db)
-    async with lock:
-        _OWNERS[db] = task
-        _ROLLBACK_HOOKS[db] = []
-        _COMMIT_HOOKS[db] = []
+    async with state.lock:
+        state.owner, state.rollback, state.commit = task, [], []
         try:
             yield db
             await db.commit()
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.rollback()
-            for undo in reversed(_ROLLBACK_HOOKS.get(db, [])):
+            for undo in reversed(state.rollback):
                 undo()
             reason = storage_fault(exc)
             if reason is None:
                 raise
-            health.failed(reason)
+            state.health.failed(reason)
             raise StorageUnavailableError(reason, f"storage unavailable ({reason})") from exc
         else:
-            health.succeeded()
-            for done in _COMMIT_HOOKS.get(db, []):
+            state.health.succeeded()
+            for done in state.commit:
                 done()
         finally:
-            _OWNERS.pop(db, None)
-            _ROLLBACK_HOOKS.pop(db, None)
-            _COMMIT_HOOKS.pop(db, None)
+            state.owner, state.rollback, state.commit = None, [], []
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> bytes | None:
