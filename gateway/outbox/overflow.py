@@ -27,12 +27,10 @@ class Decision:
     newest_bytes: int = 0
 
 
-def fits(config: OutboxConfig, rows: int, size: int, batch: Sequence[OutboxRow]) -> bool:
-    """Return whether ``batch`` fits beside ``rows`` rows of ``size`` bytes."""
-    return (
-        rows + len(batch) <= config.max_rows
-        and size + sum(len(r.payload) for r in batch) <= config.max_bytes
-    )
+def fits(config: OutboxConfig, rows: int, size: int, incoming: int, incoming_bytes: int) -> bool:
+    """Return whether ``incoming`` rows of ``incoming_bytes`` fit beside ``rows`` rows of
+    ``size`` bytes."""
+    return rows + incoming <= config.max_rows and size + incoming_bytes <= config.max_bytes
 
 
 def decide(config: OutboxConfig, rows: int, size: int, batch: Sequence[OutboxRow]) -> Decision:

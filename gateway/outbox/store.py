@@ -102,18 +102,20 @@ class Outbox:
         if not rows:
             return 0
         rows = self._within_memory(rows)
-        over = not overflow.fits(self._config, self.rows, self.bytes, rows)
+        size = sum(len(r.payload) for r in rows)
+        over = not overflow.fits(self._config, self.rows, self.bytes, len(rows), size)
         if over and self.health.fault is None:
             with contextlib.suppress(StorageUnavailableError):  # then the memory bound holds
                 async with transaction(self._db):
                     await self.write_pending()
                     rows = list(await self._make_room(rows))
+                    size = sum(len(r.payload) for r in rows)
         if not rows:
             return 0
         self._memory.stage(self._last_id + 1, rows)
         self._last_id += len(rows)
         self.rows += len(rows)
-        self.bytes += sum(len(r.payload) for r in rows)
+        self.bytes += size
         announcements = [r for r in rows if r.category == EPOCH_CATEGORY]
         if announcements:
             meta = self._memory.batch.meta
