@@ -35,27 +35,42 @@ async def dropping_broker() -> AsyncIterator[tuple[int, list[float]]]:
     ``online`` status) and drops the connection DROP_AFTER_S later: a broker that refuses
     something of the hub's, as the hub sees it."""
     attempts: list[float] = []
+    handlers: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         attempts.append(loop.time())
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
-            async with asyncio.timeout(DROP_AFTER_S):
-                await read_packet(reader)  # CONNECT
-                writer.write(CONNACK_V5)
-                while True:
-                    first, body = await read_packet(reader)
-                    if first >> 4 == 8:  # SUBSCRIBE: packet id, then granted QoS 1
-                        writer.write(bytes([0x90, 0x04]) + body[:2] + b"\x00\x01")
-                    elif first >> 4 == 3 and first & 0x06:  # PUBLISH at QoS 1: PUBACK
-                        topic_end = 2 + int.from_bytes(body[:2], "big")
-                        writer.write(bytes([0x40, 0x02]) + body[topic_end : topic_end + 2])
-        writer.close()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
+                async with asyncio.timeout(DROP_AFTER_S):
+                    await read_packet(reader)  # CONNECT
+                    writer.write(CONNACK_V5)
+                    while True:
+                        first, body = await read_packet(reader)
+                        if first >> 4 == 8:  # SUBSCRIBE: packet id, then granted QoS 1
+                            writer.write(bytes([0x90, 0x04]) + body[:2] + b"\x00\x01")
+                        elif first >> 4 == 3 and first & 0x06:  # PUBLISH at QoS 1: PUBACK
+                            topic_end = 2 + int.from_bytes(body[:2], "big")
+                            writer.write(bytes([0x40, 0x02]) + body[topic_end : topic_end + 2])
+        finally:
+            # closed here even when cancelled, not by the garbage collector in a later test
+            writer.close()
+            handlers.discard(task)
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server:
+    try:
         yield port, attempts
+    finally:
+        server.close()
+        await asyncio.sleep(0)  # a connection accepted just now gets its handler started
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
 
 
 async def attempts_in(seconds: float, backoff: Backoff) -> int:
