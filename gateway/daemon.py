@@ -264,7 +264,9 @@ def _wire(hub: Hub) -> None:
         intake.offer(request)
 
     hub.link.on_request(on_request)
-    hub.link.yield_to(hub.router.quiet)  # the main link pauses while a critical request runs
+    # the main link pauses while a critical request runs, and while the answers most of its
+    # requests get (on the control link) are not written yet
+    hub.link.yield_to(hub.router.quiet, answers_by=control)
     control.on_request(on_request)
     hub.loops["requests"] = intake.run
     hub.loops["mqtt-control"] = control.run

@@ -229,16 +229,24 @@ class Intake:
 
     def _answer(self, item: _Item, payload: bytes, qos: int = 1) -> None:
         request = item.request
-        # Every answer goes on the main link while it is up, behind the records handed to it
-        # before: the broker takes one connection's packets in order, so no record sent
-        # before a withdrawal reaches the broker after its answer (a record on the main link
-        # and an answer on the control link could cross). The control link answers only
-        # while the main link is down, when nothing sent on it can arrive any more.
-        if self._send(item.topic, payload, request.correlation, qos=qos):
-            return
         control = self._control_send
-        if request.control and control is not None:
-            control(item.topic, payload, request.correlation, qos=qos)
+        if qos == 1 and request.command in CRITICAL:
+            # The answer to a privacy-critical request goes on the main link while it is up,
+            # behind the records handed to it before: the broker takes one connection's
+            # packets in order, so no record sent before a withdrawal reaches the broker after
+            # its answer. The control link answers only while the main link is down, when
+            # nothing sent on it can arrive any more.
+            if self._send(item.topic, payload, request.correlation, qos=qos):
+                return
+            if request.control and control is not None:
+                control(item.topic, payload, request.correlation, qos=qos)
+            return
+        # Every other answer (refusals included) changes nothing a record depends on: on the
+        # control link while it is up, so a flood's answers never stand between a withdrawal's
+        # answer and the broker on the main link.
+        if control is not None and control(item.topic, payload, request.correlation, qos=qos):
+            return
+        self._send(item.topic, payload, request.correlation, qos=qos)
 
     def _copy_of_taken(self, request: Request) -> bool:
         """Return whether ``request`` is the other link's copy of a critical request already

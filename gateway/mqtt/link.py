@@ -48,7 +48,7 @@ from gateway.mqtt.connection import (
     response_properties,
     tls_params,
 )
-from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes
+from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes, unsent_answers
 from gateway.mqtt.topics import Topics
 from gateway.tasks import reraise_if_cancelling
 
@@ -110,6 +110,7 @@ class MqttLink:
         self._disconnect_hooks: list[DisconnectHook] = []
         self._on_request: RequestHandler | None = None
         self._quiet: asyncio.Event | None = None
+        self._answers_by: MqttLink | None = None
         self.connection: Connection | None = None
         self._answering: Connection | None = None  # set as soon as requests can arrive
         self.connected = asyncio.Event()
@@ -132,11 +133,18 @@ class MqttLink:
         network callback: it must return at once (queue the request, do not run it)."""
         self._on_request = handler
 
-    def yield_to(self, quiet: asyncio.Event) -> None:
+    def yield_to(self, quiet: asyncio.Event, answers_by: MqttLink | None = None) -> None:
         """Stop reading this link's socket while ``quiet`` is clear (see
         gateway.mqtt.reads.hold_reads): for the main link, while a privacy-critical request
-        waits or runs."""
+        waits or runs; and while too many answers wait to be written here or on
+        ``answers_by`` (the link most answers go by)."""
         self._quiet = quiet
+        self._answers_by = answers_by
+
+    def unsent_answers(self) -> int:
+        """Return how many bytes of quick answers the live connection has not written yet."""
+        connection = self._answering
+        return 0 if connection is None else unsent_answers(connection.paho)
 
     def drop(self) -> None:
         """Close the current connection now; whatever paho still queued is discarded."""
@@ -173,7 +181,10 @@ class MqttLink:
         client._client.on_message = self._on_message  # what take_publishes leaves to paho
         take_publishes(client._client, self._on_publish)  # before any request can arrive
         if self._quiet is not None:
-            hold_reads(client._client, self._quiet, functools.partial(_read_failed, client))
+            elsewhere = self._answers_by.unsent_answers if self._answers_by else lambda: 0
+            hold_reads(
+                client._client, self._quiet, functools.partial(_read_failed, client), elsewhere
+            )
         return client
 
     async def run(self) -> None:

@@ -19,8 +19,9 @@ thread are then the withdrawal's, and no answer to a flood is queued behind its 
 broker keeps what it sends meanwhile (or drops QoS 0 requests past its queue); reading resumes
 when the event is set, or after ``HOLD_MAX_S`` at the latest. It also stops reading while
 more than ``ANSWERS_UNSENT_MAX`` bytes of answers queued by the hub itself (raw packets,
-``Connection.send_quick``), or ``UNSENT_MAX`` bytes in all, wait to be written (answers to a
-flood the broker is slow to take): the hub reads no more requests than it can answer, its
+``Connection.send_quick``, on this connection or on the one the answers go by), or
+``UNSENT_MAX`` bytes in all, wait to be written (answers to a flood the broker is slow to
+take): the hub reads no more requests than it can answer, its
 unsent answers stay bounded, a withdrawal's barrier (nothing queued before it may still be
 sent) waits for at most that many, and one write of paho's takes a few milliseconds.
 
@@ -123,25 +124,38 @@ def buffer_reads(client: paho.Client) -> None:
         resuming.clear()
         if pending and state._sock is not None:
             with contextlib.suppress(OSError):  # paho has already handled the loss
-                read()
+                # through the outermost reader (hold_reads, if any): buffered requests wait
+                # while a privacy-critical one runs, as those in the socket do
+                state.loop_read()
 
     state._sock_recv = recv
     state.loop_read = read
 
 
+def unsent_answers(client: paho.Client) -> int:
+    """Return how many bytes of raw answers (``Connection.send_quick``) ``client`` has not
+    written to its socket yet."""
+    state: Any = client
+    return sum(p["to_process"] for p in state._out_packet if p["command"] == RAW)
+
+
 def hold_reads(
-    client: paho.Client, quiet: asyncio.Event, on_error: Callable[[Exception], None]
+    client: paho.Client,
+    quiet: asyncio.Event,
+    on_error: Callable[[Exception], None],
+    answers_elsewhere: Callable[[], int] = lambda: 0,
 ) -> None:
     """Make ``client`` stop reading its socket while ``quiet`` is clear or more than
-    ANSWERS_UNSENT_MAX bytes of raw answers or UNSENT_MAX bytes in all wait to be written (at
-    most HOLD_MAX_S at a time); ``on_error(exc)`` is
-    told of a read that fails once reading resumes."""
+    ANSWERS_UNSENT_MAX bytes of raw answers (its own and ``answers_elsewhere()``: those queued
+    on another connection) or UNSENT_MAX bytes in all wait to be written (at most HOLD_MAX_S at
+    a time); ``on_error(exc)`` is told of a read that fails once reading resumes."""
     state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
     loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
     waiting: list[asyncio.Task[None]] = []
 
     def backlogged() -> bool:
-        total = answers = 0
+        total = 0
+        answers = answers_elsewhere()
         for packet in state._out_packet:
             total += packet["to_process"]
             if packet["command"] == RAW:

@@ -28,8 +28,9 @@ class Sent:
 
     def __call__(
         self, topic: str, payload: bytes, correlation: bytes | None, *, qos: int = 1
-    ) -> None:
+    ) -> bool:
         self.items.append((topic, json.loads(payload)))
+        return True  # queued on a live connection
 
     def by_transaction(self) -> dict[Any, dict[str, Any]]:
         return {body["transaction"]: body for _, body in self.items}
@@ -190,6 +191,47 @@ async def test_a_critical_request_is_run_once_whichever_link_brings_it_first() -
     assert counters.get("requests.copies") == 2
     assert counters.get("requests.received") == 3
     assert intake.waiting == 0
+
+
+async def test_a_withdrawal_is_answered_behind_the_records_and_everything_else_beside_them() -> (
+    None
+):
+    router = Router()
+
+    async def fast(params: Mapping[str, Any]) -> Any:
+        return {"applied": True}
+
+    router.add("consent/set", fast)
+    router.add("health", fast)
+    main, control = Sent(), Sent()
+    intake = Intake(router, TOPICS, Counters(), main, Limits(), control_send=control)
+    task = asyncio.create_task(intake.run())
+    try:
+        intake.offer(request("consent/set", "w", "me/reply"))  # critical: the main link
+        intake.offer(request("health", "h", "me/reply"))  # run, but changes no record's fate
+        intake.offer(Request("nope", b"{", "me/reply", None))  # refused on arrival
+        intake.offer(request("health", "own", f"{TOPICS.root}/status"))  # refused on arrival
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [body["transaction"] for _, body in main.items] == ["w"]
+    assert sorted(str(body["transaction"]) for _, body in control.items) == ["None", "h", "own"]
+
+
+async def test_without_a_control_link_every_answer_goes_on_the_main_link() -> None:
+    intake, sent, _gate, _counters = make(Limits())
+    task = asyncio.create_task(intake.run())
+    try:
+        intake.offer(request("consent/set", "w", "me/reply"))
+        intake.offer(Request("nope", b"{", "me/reply", None))
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sorted(str(body["transaction"]) for _, body in sent.items) == ["None", "w"]
 
 
 async def test_the_refusal_audit_writes_nothing_while_a_critical_request_runs() -> None:
