@@ -15,7 +15,7 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,6 +34,7 @@ from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
 from gateway.errors import ConfigError, StorageUnavailableError
+from gateway.governance import install_governance
 from gateway.mqtt.link import MqttLink, Request, control_link
 from gateway.mqtt.topics import Topics
 from gateway.outbox.publisher import Publisher
@@ -43,8 +44,8 @@ from gateway.pipeline import Pipeline
 from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database, state_lost, transaction
 from gateway.systemd import notify, watchdog_interval
-from gateway.tasks import reraise_if_cancelling
-from gateway.transports import open_devices
+from gateway.tasks import Loop, reraise_if_cancelling
+from gateway.transports import DeviceParts, open_devices
 
 if TYPE_CHECKING:
     from gateway.devices.registry import DeviceRegistry
@@ -56,7 +57,12 @@ DRAIN_S: Final = 5.0
 
 @dataclass(slots=True)
 class Hub:
-    """The composed daemon: every component, reachable by command handlers and tests."""
+    """The composed daemon: every component, complete when built.
+
+    Command modules see it only through Protocols of what they use (``HubHost``,
+    ``ConsentHost``, ``RightsHost``, ``GovernanceHost``, ``DisclosureHost``); tests and the
+    daemon's own entry points see all of it.
+    """
 
     config: Config
     topics: Topics
@@ -75,21 +81,19 @@ class Hub:
     changes: Changes
     clock: HubClock
     gate: ClockGate
+    registry: DeviceRegistry
     started: float = field(default_factory=time.monotonic)
     simulated: set[str] = field(default_factory=set)
-    registry: DeviceRegistry | None = None
-    loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    loops: dict[str, Loop] = field(default_factory=dict)
 
     def known_device(self, device: str) -> bool:
         """Return whether ``device`` (a pseudonym) is a paired or simulated device of this hub."""
-        return device in self.simulated or (
-            self.registry is not None and self.registry.is_paired(device)
-        )
+        return device in self.simulated or self.registry.is_paired(device)
 
     def publish_devices_soon(self) -> None:
         """Queue the paired devices list for the retained devices topic (if connected)."""
         connection = self.link.connection
-        if connection is not None and self.registry is not None:
+        if connection is not None:
             connection.send(
                 self.topics.devices, _json(self.registry.devices()["paired"]), retain=True
             )
@@ -123,7 +127,7 @@ class Hub:
             },
             "storage": {**self.changes.health.report(), "changes_pending": self.changes.pending},
             "committed": self.pipeline.committed,
-            "devices": self.registry.counts() if self.registry is not None else {},
+            "devices": self.registry.counts(),
             "counters": counters,
         }
 
@@ -197,6 +201,21 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     changes = Changes(
         db=db, audit=audit, outbox=outbox, publisher=publisher, pipeline=pipeline, purger=purger
     )
+    router = Router()
+    # the registry and the transports: opened now, so the hub is complete when built
+    parts = DeviceParts(
+        config=config,
+        db=db,
+        pseudonyms=pseudonyms,
+        policy=policy,
+        pipeline=pipeline,
+        publisher=publisher,
+        outbox=outbox,
+        audit=audit,
+        counters=counters,
+        router=router,
+    )
+    devices = await open_devices(parts, stack)
     hub = Hub(
         config=config,
         topics=topics,
@@ -209,18 +228,20 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         pipeline=pipeline,
         link=link,
         publisher=publisher,
-        router=Router(),
+        router=router,
         sealer=sealer,
         purger=purger,
         changes=changes,
         clock=clock,
         gate=gate,
+        registry=devices.registry,
     )
     pipeline.known_device = hub.known_device
     _wire(hub)
-    await open_devices(hub, stack)
-    from gateway.governance import install_governance  # noqa: PLC0415 - needs the registry
-
+    hub.loops.update(devices.loops)
+    # the retained devices list follows pairings, and consent (a MAC is shown only with it)
+    hub.registry.subscribe(lambda _: hub.publish_devices_soon())
+    policy.subscribe(lambda _: hub.publish_devices_soon())
     install_governance(hub)
     return hub
 
@@ -274,10 +295,9 @@ def _wire(hub: Hub) -> None:
     async def on_connect(connection: Any) -> None:
         await connection.publish(hub.topics.consent, _json(hub.policy.snapshot()), retain=True)
         await connection.publish(hub.topics.health, _json(hub.health()), retain=True)
-        if hub.registry is not None:
-            await connection.publish(
-                hub.topics.devices, _json(hub.registry.devices()["paired"]), retain=True
-            )
+        await connection.publish(
+            hub.topics.devices, _json(hub.registry.devices()["paired"]), retain=True
+        )
 
     hub.link.on_connect(on_connect)
     hub.loops["mqtt-link"] = hub.link.run

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.changes import Change
 from gateway.commands.router import Router, reject_unknown, require
@@ -22,24 +22,48 @@ from gateway.consent.store import save_policy
 from gateway.devices.commands import device_param
 from gateway.errors import CommandError
 from gateway.outbox.rows import Tombstone
-from gateway.rights.export import build_document, hub_subject, seal_export
+from gateway.rights.export import ExportHost, build_document, hub_subject, seal_export
 from gateway.storage.db import transaction
 
 if TYPE_CHECKING:
-    from gateway.daemon import Hub
+    import aiosqlite
+
+    from gateway.changes import Changes
+    from gateway.outbox.publisher import Publisher
 
 logger = logging.getLogger(__name__)
 
 SCOPES: Final = ("device", "all")
 
 
-def register_rights_commands(router: Router, hub: Hub) -> None:
+class RightsHost(ExportHost, Protocol):
+    """What the rights commands need of the daemon beyond an export: the publisher to hold
+    back, the database, the owner of acknowledged changes, and the retained topics."""
+
+    publisher: Publisher
+    db: aiosqlite.Connection
+    changes: Changes
+
+    def known_device(self, device: str) -> bool:
+        """Return whether ``device`` is a paired or simulated device of this hub."""
+        ...
+
+    def publish_consent_soon(self) -> None:
+        """Queue the current consent state for the retained consent topic."""
+        ...
+
+    def publish_devices_soon(self) -> None:
+        """Queue the paired devices list for the retained devices topic."""
+        ...
+
+
+def register_rights_commands(router: Router, hub: RightsHost) -> None:
     """Register ``export``, ``erase`` and ``restrict`` on ``router`` for ``hub``."""
 
     async def export(params: Mapping[str, Any]) -> Any:
         """Return the export of a device or of everything, sealed for the recipient."""
         device = _scope(params)
-        if device is not None and not _known(hub, device):
+        if device is not None and not hub.known_device(device):
             raise CommandError("not_found", "no such device; use an id from `devices`")
         document = await build_document(hub, device)
         subject = hub_subject(hub) if device is None else device
@@ -57,7 +81,7 @@ def register_rights_commands(router: Router, hub: Hub) -> None:
     async def erase(params: Mapping[str, Any]) -> Any:
         """Erase a device or everything; return the erased ids and records removed."""
         device = _scope(params)
-        if device is not None and not _known(hub, device) and not await _holds(hub, device):
+        if device is not None and not hub.known_device(device) and not await _holds(hub, device):
             raise CommandError("not_found", "no such device; use an id from `devices`")
         erased, records = await _erase(hub, device)
         hub.publish_consent_soon()
@@ -110,17 +134,12 @@ def _scope(params: Mapping[str, Any]) -> str | None:
     return device_param(params)
 
 
-def _known(hub: Hub, device: str) -> bool:
-    registry = hub.registry
-    return device in hub.simulated or (registry is not None and registry.is_paired(device))
-
-
-async def _holds(hub: Hub, device: str) -> bool:
+async def _holds(hub: RightsHost, device: str) -> bool:
     """Return whether anything of ``device`` is left: queued records or consent overrides."""
     return device in hub.policy.overrides or bool(await _queued_categories(hub, device))
 
 
-async def _queued_categories(hub: Hub, device: str | None) -> dict[str, int]:
+async def _queued_categories(hub: RightsHost, device: str | None) -> dict[str, int]:
     """Return how many records of each category (of ``device``) are queued."""
     counts: dict[str, int] = {}
     for group in await hub.outbox.queued(device):
@@ -128,10 +147,10 @@ async def _queued_categories(hub: Hub, device: str | None) -> dict[str, int]:
     return counts
 
 
-async def _erase(hub: Hub, device: str | None) -> tuple[list[str], int]:
+async def _erase(hub: RightsHost, device: str | None) -> tuple[list[str], int]:
     """Erase ``device`` (None: every device); return the erased ids and records removed."""
     registry = hub.registry
-    paired = set() if registry is None else set(registry.paired_ids())
+    paired = set(registry.paired_ids())
     everything = paired | hub.simulated | set(hub.policy.overrides)
     targets = everything if device is None else {device}
     async with hub.pipeline.exclusive():  # no batch of these devices is on its way to the outbox
@@ -141,10 +160,9 @@ async def _erase(hub: Hub, device: str | None) -> tuple[list[str], int]:
         records = sum(queued.values())
         async with hub.publisher.paused():
             stones = [await hub.outbox.tombstone(c, device) for c in sorted(queued)]
-        if registry is not None:
-            for target in sorted(targets & paired):
-                if registry.is_paired(target):
-                    await registry.unpair(target)  # row deleted, records purged, audited
+        for target in sorted(targets & paired):
+            if registry.is_paired(target):
+                await registry.unpair(target)  # row deleted, records purged, audited
     await hub.publisher.barrier()
     async with hub.publisher.paused(), transaction(hub.db):
         await _purge(hub, stones, device)
@@ -161,7 +179,7 @@ async def _erase(hub: Hub, device: str | None) -> tuple[list[str], int]:
     return sorted(targets), records
 
 
-async def _purge(hub: Hub, stones: list[Tombstone], device: str | None) -> int:
+async def _purge(hub: RightsHost, stones: list[Tombstone], device: str | None) -> int:
     removed = 0
     for stone in stones:
         removed += await hub.outbox.purge(stone)

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from gateway.consent.catalogue import FLAGS
 from gateway.model import EPOCH_CATEGORY, Observation
 from gateway.rights.document import EXPORT_CATEGORY, EXPORT_FORMAT, document_text, split_document
 
 if TYPE_CHECKING:
-    from gateway.daemon import Hub
+    from gateway.audit.log import AuditLog
+    from gateway.clock import HubClock
+    from gateway.config import Config
+    from gateway.consent.policy import ConsentPolicy
+    from gateway.devices.registry import DeviceRegistry
+    from gateway.envelope.sealer import Sealer
+    from gateway.mqtt.link import MqttLink
+    from gateway.mqtt.topics import Topics
+    from gateway.outbox.store import Outbox
+    from gateway.pipeline import Pipeline
+    from gateway.pseudonym import Pseudonymizer
 
 # Audit events that make up the consent history (and the device's life on this hub).
 HISTORY_EVENTS: Final = (
@@ -34,20 +44,37 @@ HISTORY_EVENTS: Final = (
 _EXPORT_TTL_S: Final = 0.0
 
 
-def hub_subject(hub: Hub) -> str:
+class ExportHost(Protocol):
+    """What an export needs of the daemon: what it holds (devices, consent, audit history,
+    queued records), hub time and the hub's pseudonyms, and the sealer with the outbox and the
+    connection a new epoch's announcement goes through."""
+
+    config: Config
+    pseudonyms: Pseudonymizer
+    registry: DeviceRegistry
+    simulated: set[str]
+    clock: HubClock
+    policy: ConsentPolicy
+    audit: AuditLog
+    outbox: Outbox
+    pipeline: Pipeline
+    sealer: Sealer
+    link: MqttLink
+    topics: Topics
+
+
+def hub_subject(hub: ExportHost) -> str:
     """Return the pseudonym that stands for the whole hub in an export of ``scope: all``."""
     return hub.pseudonyms.keyed_hash(b"hub:" + hub.config.hub_id.encode()).hex()
 
 
-async def build_document(hub: Hub, device: str | None) -> dict[str, Any]:
+async def build_document(hub: ExportHost, device: str | None) -> dict[str, Any]:
     """Return the export document of ``device`` (None: everything the hub holds)."""
     registry = hub.registry
-    views = [] if registry is None else [v for v in registry.views() if v.paired]
+    views = [v for v in registry.views() if v.paired]
     if device is not None:
         views = [v for v in views if v.id == device]
-    devices: list[dict[str, Any]] = [
-        {**registry.to_json(v), "simulated": False} for v in views if registry is not None
-    ]
+    devices: list[dict[str, Any]] = [{**registry.to_json(v), "simulated": False} for v in views]
     simulated = sorted(hub.simulated) if device is None else sorted({device} & hub.simulated)
     devices += [{"id": d, "paired": True, "simulated": True} for d in simulated]
     return {
@@ -63,7 +90,7 @@ async def build_document(hub: Hub, device: str | None) -> dict[str, Any]:
     }
 
 
-def _consent(hub: Hub, device: str | None) -> dict[str, Any]:
+def _consent(hub: ExportHost, device: str | None) -> dict[str, Any]:
     policy = hub.policy
     if device is None:
         return policy.snapshot()
@@ -76,7 +103,7 @@ def _consent(hub: Hub, device: str | None) -> dict[str, Any]:
     }
 
 
-async def _history(hub: Hub, device: str | None) -> list[dict[str, Any]]:
+async def _history(hub: ExportHost, device: str | None) -> list[dict[str, Any]]:
     history = []
     async for entry in hub.audit.events(HISTORY_EVENTS):
         subject = entry.details.get("device")
@@ -87,7 +114,7 @@ async def _history(hub: Hub, device: str | None) -> list[dict[str, Any]]:
     return history
 
 
-async def _queued(hub: Hub, device: str | None) -> list[dict[str, Any]]:
+async def _queued(hub: ExportHost, device: str | None) -> list[dict[str, Any]]:
     return [
         {
             "device": g.device,
@@ -102,7 +129,7 @@ async def _queued(hub: Hub, device: str | None) -> list[dict[str, Any]]:
     ]
 
 
-async def seal_export(hub: Hub, subject: str, document: dict[str, Any]) -> dict[str, Any]:
+async def seal_export(hub: ExportHost, subject: str, document: dict[str, Any]) -> dict[str, Any]:
     """Seal ``document`` for the recipient as ``rights.export`` records of ``subject``.
 
     Sealed under the pipeline's lock (the sealer is shared); if sealing starts a new epoch,

@@ -82,7 +82,6 @@ def temperatures(sink: RecordSink, device: str, value: float) -> int:
 
 async def candidate_of(hub: Hub, accessory: SimulatedAccessory) -> str:
     """Wait until the accessory is listed, and return its device id."""
-    assert hub.registry is not None
     device = hub.registry.pseudonym(accessory.device_id)
     registry = hub.registry
     await eventually(lambda: registry.get(device) is not None, 15, "the accessory listed")
@@ -125,7 +124,6 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
 
         # The hub restarted: the stored pairing keys reconnect, no setup code asked for.
         async with running_hub(config) as hub, requester(config, broker.port) as mqtt:
-            assert hub.registry is not None
             assert hub.registry.is_paired(device)
             accessory.temperature = 26.0
             await eventually(

@@ -77,7 +77,6 @@ async def run_flow(hub: Hub, broker: SecureBroker, device_ids: list[str]) -> Non
 
     assert (await ask("permit_join", duration=30))["status"] == "ok"
     registry = hub.registry
-    assert registry is not None
     await eventually(lambda: len(registry.paired_ids()) == 3, timeout=20, what="3 paired")
     await ask("permit_join", duration=0)
     wearable = sorted(hub.simulated)[1]
@@ -131,7 +130,6 @@ async def test_debug_logs_hold_no_personal_data_keys_or_credentials(
         consuming(sink, secure_broker.port, **consumer),
         running_hub(config) as hub,
     ):
-        assert hub.registry is not None
         registry = hub.registry
         await eventually(lambda: len(registry.devices()["candidates"]) == 3, timeout=20)
         colons = ":".join(shelly.mac[i : i + 2] for i in range(0, 12, 2))

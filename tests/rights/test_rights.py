@@ -201,7 +201,6 @@ async def test_rights_end_to_end_over_mqtt(broker: Mosquitto, tmp_path: Path) ->
     sink = make_sink(config, broker.port, tmp_path)
     root = config.topic_root
     async with subscribed(sink), running_hub(config) as hub:
-        assert hub.registry is not None
         registry = hub.registry
         await eventually(lambda: len(registry.devices()["candidates"]) == 2, timeout=15)
         await eventually(hub.link.connected.is_set, what="hub connected")
