@@ -1,4 +1,5 @@
-"""Consumer group members as real `consentgate consume` processes."""
+"""Consumer group members as real `consentgate consume` processes, and a fleet of them with a
+private broker and simulated hubs, landing records in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
+import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.envelope.keys import raw_public
+from bench.fleet_hubs import SimHub, publish_rows
+from gateway.envelope.keys import generate_recipient, load_recipient_private, raw_public
+from tests.support.mosquitto import Mosquitto
+
+BASE: Final = "fleet"
+RECORDS: Final = "SELECT count(*) FROM consentgate_records"
+ANNOUNCEMENTS: Final = "SELECT count(*) FROM consentgate_announcements"
 
 
 @dataclass
@@ -89,3 +98,120 @@ class Member:
                     await self.process.wait()
             except TimeoutError:
                 await self.kill9()
+
+
+@dataclass
+class Fleet:
+    """A private Mosquitto (persistent), hubs sealing for one recipient, and the members of
+    one consumer group (or of partitions, one per member) trusting them, storing into ``sink``.
+    """
+
+    mosquitto: Mosquitto
+    hubs: list[SimHub]
+    members: list[Member]
+    sink: str
+
+    @classmethod
+    def create(
+        cls, tmp_path: Path, sink: str, hubs: int, *, members: int = 2, partitioned: bool = False
+    ) -> Fleet:
+        """Start the broker; make ``hubs`` hubs and ``members`` members (not started yet)."""
+        mosquitto = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true").start()
+        keys = generate_recipient(tmp_path / "keys")
+        recipient = load_recipient_private(keys.private_key).public_key()
+        sims = [SimHub(f"hub-{i}", BASE, recipient) for i in range(hubs)]
+        trust = {h.hub_id: h.key for h in sims}
+        group = [
+            Member(
+                mosquitto.port,
+                BASE,
+                keys.private_key,
+                trust,
+                sink,
+                f"member-{i}",
+                tmp_path / f"member-{i}.log",
+                group=None if partitioned else "workers",
+                partition=f"{i}/{members}" if partitioned else None,
+            )
+            for i in range(members)
+        ]
+        return cls(mosquitto, sims, group, sink)
+
+    async def start(self, records: int) -> None:
+        """Start the members and publish ``records`` per hub: the retained announcements
+        first, and the records once the members stored them all (so all are subscribed)."""
+        for member in self.members:
+            await member.start()
+        first = [row for h in self.hubs for row in h.seal(records)]
+        await publish_rows(self.mosquitto.port, [r for r in first if r.retain])
+        await wait_rows(self.sink, ANNOUNCEMENTS, len(self.hubs))
+        await publish_rows(self.mosquitto.port, [r for r in first if not r.retain])
+
+    async def publish(self, records: int) -> None:
+        """Seal and publish ``records`` more per hub."""
+        await publish_rows(self.mosquitto.port, [row for h in self.hubs for row in h.seal(records)])
+
+    def connections(self) -> list[int]:
+        """Return how many times each member has connected so far, by the broker's log."""
+        return [self.mosquitto.log().count(f" as {m.client_id} ") for m in self.members]
+
+    async def members_back(self, before: list[int]) -> None:
+        """Wait until every member connected again since ``before`` and had time to subscribe."""
+        async with asyncio.timeout(30):
+            while any(now <= then for now, then in zip(self.connections(), before, strict=True)):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # CONNACK -> SUBSCRIBE
+
+    async def assert_exactly_once(self) -> None:
+        """Assert each hub's records are all stored, once each, with no gap in the sequence."""
+        per_hub = await rows(
+            self.sink,
+            "SELECT hub, count(*), count(DISTINCT (kid, seq)), max(seq) "
+            "FROM consentgate_records GROUP BY hub ORDER BY hub",
+        )
+        assert [(r[0], r[1], r[2], r[3] + 1) for r in per_hub] == [
+            (h.hub_id, h.sent, h.sent, h.sent) for h in sorted(self.hubs, key=lambda h: h.hub_id)
+        ]
+
+    async def close(self) -> str:
+        """Stop the members (resumed if paused) and the broker; return the members' logs."""
+        for member in self.members:
+            member.resume()
+            await member.stop()
+        self.mosquitto.stop()
+        return "".join(m.log.read_text() for m in self.members if m.log.exists())
+
+
+async def rows(url: str, query: str) -> list[asyncpg.Record]:
+    """Return the rows of ``query`` in the database at ``url``."""
+    db = await asyncpg.connect(url)
+    try:
+        return list(await db.fetch(query))
+    finally:
+        await db.close()
+
+
+async def wait_rows(url: str, query: str, expected: int, timeout: float = 60.0) -> int:
+    """Poll ``query`` (one count) until it reaches ``expected``; return the last count."""
+    count = -1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while count < expected:
+        if loop.time() > deadline:
+            detail = await rows(
+                url,
+                "SELECT hub, epoch, count(*), min(seq), max(seq) FROM consentgate_records "
+                "GROUP BY hub, epoch ORDER BY hub, epoch",
+            )
+            raise AssertionError(
+                f"{query}: {count} rows, {expected} expected, after {timeout} s: "
+                f"{[tuple(r) for r in detail]}"
+            )
+        try:
+            found = await rows(url, query)
+        except asyncpg.UndefinedTableError:  # no member has migrated the schema yet
+            found = []
+        count = int(found[0][0]) if found else 0
+        if count < expected:
+            await asyncio.sleep(0.2)
+    return count

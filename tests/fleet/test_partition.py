@@ -17,16 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.fleet_hubs import SimHub, publish_rows
+from bench.fleet_hubs import SimHub
 from gateway.cli.envelope_cmds import register
 from gateway.envelope.keys import generate_recipient, load_recipient_private, raw_public
 from gateway.envelope.live import partition_filters
-from tests.fleet.consumers import Member
-from tests.fleet.test_group import _exactly_once, _members_back, _wait_rows
-from tests.support.mosquitto import Mosquitto
-
-BASE = "fleet"
-RECORDS = "SELECT count(*) FROM consentgate_records"
+from tests.fleet.consumers import BASE, RECORDS, Fleet, wait_rows
 
 
 def test_partitions_split_every_hub_to_exactly_one_member() -> None:
@@ -53,52 +48,26 @@ def test_partitions_split_every_hub_to_exactly_one_member() -> None:
 async def test_records_published_while_the_members_are_not_back_are_kept(
     tmp_path: Path, postgres_url: str, mode: str
 ) -> None:
-    mosquitto = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true").start()
-    keys = generate_recipient(tmp_path / "keys")
-    recipient = load_recipient_private(keys.private_key).public_key()
-    hubs = [SimHub(f"hub-{i}", BASE, recipient) for i in range(4)]
-    members = [
-        Member(
-            mosquitto.port,
-            BASE,
-            keys.private_key,
-            {h.hub_id: h.key for h in hubs},
-            postgres_url,
-            f"member-{i}",
-            tmp_path / f"member-{i}.log",
-            group="g" if mode == "group" else None,
-            partition=f"{i}/2" if mode == "partition" else None,
-        )
-        for i in range(2)
-    ]
+    fleet = Fleet.create(tmp_path, postgres_url, hubs=4, partitioned=mode == "partition")
     try:
-        for member in members:
-            await member.start()
-        first = [row for h in hubs for row in h.seal(100)]
-        await publish_rows(mosquitto.port, [r for r in first if r.retain])
-        await _wait_rows(postgres_url, "SELECT count(*) FROM consentgate_announcements", 4)
-        await publish_rows(mosquitto.port, [r for r in first if not r.retain])
-        await _wait_rows(postgres_url, RECORDS, 400)
+        await fleet.start(100)
+        await wait_rows(postgres_url, RECORDS, 400)
 
-        for member in members:
+        for member in fleet.members:
             member.pause()
-        mosquitto.kill9()
-        before = [mosquitto.log().count(f" as {m.client_id} ") for m in members]
-        mosquitto.start()
+        fleet.mosquitto.kill9()
+        before = fleet.connections()
+        fleet.mosquitto.start()
         # The hubs reconnect first and publish; the members' sessions are restored, not them.
-        await publish_rows(mosquitto.port, [row for h in hubs for row in h.seal(100)])
-        for member in members:
+        await fleet.publish(100)
+        for member in fleet.members:
             member.resume()
 
-        await _members_back(mosquitto, members, before)
-        await _wait_rows(postgres_url, RECORDS, 800, timeout=5.0)  # queued: delivered at once
-        await _exactly_once(postgres_url, hubs)
+        await fleet.members_back(before)
+        await wait_rows(postgres_url, RECORDS, 800, timeout=5.0)  # queued: delivered at once
+        await fleet.assert_exactly_once()
     finally:
-        for member in members:
-            member.resume()
-            await member.stop()
-        mosquitto.stop()
-    logs = "".join(m.log.read_text() for m in members)
+        logs = await fleet.close()
     assert "Traceback" not in logs
 
 

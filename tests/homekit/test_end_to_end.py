@@ -6,17 +6,10 @@ library; the hub restarted reconnects from the stored pairing keys; ``unpair`` f
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-import aiomqtt
 
 from drivers.homekit.simulator import SETUP_CODE, SimulatedAccessory
-from gateway.config import Config
 from gateway.daemon import Hub
 from tests.support.hub import (
     RecordSink,
@@ -27,50 +20,9 @@ from tests.support.hub import (
     subscribed,
 )
 from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_requests import requests
 
 MDNS = {"enabled": True, "poll_interval_s": 0.2, "http_timeout_s": 0.5, "offline_after_s": 2.0}
-
-
-class Requester:
-    """Asks the hub over MQTT (``request/<command>``) and waits for the matching response."""
-
-    def __init__(self, client: aiomqtt.Client, root: str) -> None:
-        self.client, self.root = client, root
-        self.responses: dict[str, dict[str, Any]] = {}
-        self.count = 0
-
-    async def pump(self) -> None:
-        """Collect every response by transaction."""
-        async for message in self.client.messages:
-            assert isinstance(message.payload, bytes)
-            body = json.loads(message.payload)
-            self.responses[str(body.get("transaction"))] = body
-
-    async def ask(self, command: str, **params: Any) -> dict[str, Any]:
-        """Publish one request and return its response body."""
-        self.count += 1
-        transaction = f"hk{self.count}"
-        payload = json.dumps({"transaction": transaction, **params})
-        await self.client.publish(f"{self.root}/request/{command}", payload, qos=1)
-        async with asyncio.timeout(30):
-            while transaction not in self.responses:
-                await asyncio.sleep(0.02)
-        return self.responses[transaction]
-
-
-@contextlib.asynccontextmanager
-async def requester(config: Config, port: int) -> AsyncIterator[Requester]:
-    """A client subscribed to the hub's responses."""
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        await client.subscribe(f"{config.topic_root}/response/#", qos=1)
-        asker = Requester(client, config.topic_root)
-        task = asyncio.create_task(asker.pump(), name="test-requester")
-        try:
-            yield asker
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def temperatures(sink: RecordSink, device: str, value: float) -> int:
@@ -93,20 +45,20 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
 ) -> None:
     config = hub_config(tmp_path, broker.port, "e2e-homekit", discovery={"mdns": MDNS})
     async with SimulatedAccessory() as accessory, contextlib.AsyncExitStack() as stack:
-        async with running_hub(config) as hub, requester(config, broker.port) as mqtt:
+        async with running_hub(config) as hub, requests(config, broker.port, timeout_s=30) as ask:
             # The consumer trusts the hub's key, made at its first start (made before, the
             # hub would take its empty database for a lost one and start with consent off).
             sink = make_sink(config, broker.port, tmp_path)
             await stack.enter_async_context(subscribed(sink))
             device = await candidate_of(hub, accessory)
-            answer = await mqtt.ask("devices")
+            answer = await ask("devices")
             [candidate] = answer["data"]["candidates"]
             assert (candidate["id"], candidate["driver"]) == (device, "homekit")
-            wrong = await mqtt.ask("pair", device=device, setup_code="111-22-333")
+            wrong = await ask("pair", device=device, setup_code="111-22-333")
             assert wrong["error"]["code"] == "invalid_request", wrong
             assert not accessory.is_paired()
 
-            paired = await mqtt.ask("pair", device=device, setup_code=SETUP_CODE)
+            paired = await ask("pair", device=device, setup_code=SETUP_CODE)
             assert paired["status"] == "ok", paired
             assert paired["data"]["model"] == "Acme T1000"
             assert accessory.is_paired()
@@ -123,7 +75,7 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
             }  # the serial number (device.network) stays home without the network flag
 
         # The hub restarted: the stored pairing keys reconnect, no setup code asked for.
-        async with running_hub(config) as hub, requester(config, broker.port) as mqtt:
+        async with running_hub(config) as hub, requests(config, broker.port, timeout_s=30) as ask:
             assert hub.registry.is_paired(device)
             accessory.temperature = 26.0
             await eventually(
@@ -137,12 +89,12 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
             )
 
             # unpair removes the pairing on the accessory: it accepts a new pairing at once.
-            freed = await mqtt.ask("unpair", device=device)
+            freed = await ask("unpair", device=device)
             assert freed["data"] == {"device": device, "erased": True, "released": True}, freed
             assert not accessory.is_paired()
             await eventually(lambda: registry.get(device) is not None, 15, "listed again")
-            again = await mqtt.ask("pair", device=device, setup_code=SETUP_CODE)
+            again = await ask("pair", device=device, setup_code=SETUP_CODE)
             assert again["status"] == "ok", again
             assert accessory.is_paired()
-            await mqtt.ask("unpair", device=device)
+            await ask("unpair", device=device)
         assert not sink.errors

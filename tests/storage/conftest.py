@@ -1,25 +1,18 @@
-"""Fixtures for storage tests: a file system that loses unsynced data, a small disk, and a
-request client for the hub's MQTT API."""
+"""Fixtures for storage tests: a file system that loses unsynced data and a small disk (the
+request client for the hub's MQTT API is tests/support/mqtt_requests.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiomqtt
 import pytest
-
-from gateway.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,47 +94,3 @@ def fill(disk: Path) -> Path:
     finally:
         os.close(fd)
     return filler
-
-
-class Requests:
-    """Sends requests on ``<root>/request/<command>`` and returns their responses."""
-
-    def __init__(self, client: aiomqtt.Client, root: str) -> None:
-        self._client, self._root = client, root
-        self._ids = itertools.count()
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-
-    async def pump(self) -> None:
-        """Route responses to the requests waiting for them."""
-        async for message in self._client.messages:
-            assert isinstance(message.payload, bytes)
-            body = json.loads(message.payload)
-            future = self._waiting.pop(str(body.get("transaction")), None)
-            if future is not None and not future.done():
-                future.set_result(body)
-
-    async def __call__(self, command: str, **params: Any) -> dict[str, Any]:
-        """Send ``command`` with ``params``; return the response (10 s at most)."""
-        transaction = f"t{next(self._ids)}"
-        future = asyncio.get_running_loop().create_future()
-        self._waiting[transaction] = future
-        payload = json.dumps({"transaction": transaction, **params})
-        await self._client.publish(f"{self._root}/request/{command}", payload, qos=1)
-        async with asyncio.timeout(10):
-            body: dict[str, Any] = await future
-        return body
-
-
-@contextlib.asynccontextmanager
-async def requests(config: Config, port: int) -> AsyncIterator[Requests]:
-    """Yield a request client for the hub of ``config``."""
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        await client.subscribe(f"{config.topic_root}/response/#", qos=1)
-        ask = Requests(client, config.topic_root)
-        task = asyncio.create_task(ask.pump(), name="responses")
-        try:
-            yield ask
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

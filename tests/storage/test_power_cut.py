@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
-from tests.storage.conftest import power_cut, requests
+from tests.storage.conftest import power_cut
 from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_requests import requests
 
 
 def _config(tmp_path: Path, port: int, state: Path) -> Config:

@@ -19,9 +19,10 @@ import pytest
 
 from gateway.config import Config
 from gateway.daemon import Hub
-from tests.storage.conftest import Requests, fill, inject_fault, requests
+from tests.storage.conftest import fill, inject_fault
 from tests.support.hub import eventually, hub_config, make_sink, running_hub, subscribed
 from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_requests import Requests, requests
 
 
 def _config(tmp_path: Path, port: int, state: Path) -> Config:
