@@ -37,9 +37,11 @@ class Listing:
 
 
 def decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str | None]:
-    """Decode TXT keys (lowercased, RFC 6763 s6.4, first one wins) and UTF-8 values (s6.5).
+    """Decode TXT key/value strings; keys are case-insensitive (RFC 6763 s6.4), so lowercased.
 
-    Raise DeviceError(bad_txt) on a key or value that is not text.
+    A key present without ``=`` has the value None (RFC 6763 s6.4, boolean attribute); a key
+    repeated in another case keeps its first value (RFC 6763 s6.4: only the first is used).
+    Raise DeviceError(bad_txt) on bytes that are not UTF-8 (RFC 6763 s6.5).
     """
     txt: dict[str, str | None] = {}
     for raw_key, raw_value in properties.items():

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from drivers.base import Announcement
+from drivers.lan.listing import decode_txt
 from gateway.errors import DeviceError
 
 SERVICE_TYPE: Final = "_shelly._tcp.local."
@@ -21,24 +22,6 @@ MAX_GENERATION: Final = 99
 DEVICE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 APP: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 VERSION: Final = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-
-
-def decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str | None]:
-    """Decode TXT key/value strings; keys are case-insensitive (RFC 6763 s6.4), so lowercased.
-
-    A key present without ``=`` has the value None (RFC 6763 s6.4, boolean attribute); a key
-    repeated in another case keeps its first value (RFC 6763 s6.4: only the first is used).
-    Raise DeviceError(bad_txt) on bytes that are not UTF-8 (RFC 6763 s6.5).
-    """
-    txt: dict[str, str | None] = {}
-    for raw_key, raw_value in properties.items():
-        try:
-            key = raw_key.decode("ascii").lower()
-            value = None if raw_value is None else raw_value.decode("utf-8")
-        except (UnicodeDecodeError, AttributeError) as exc:
-            raise DeviceError("bad_txt", "a TXT key or value is not text") from exc
-        txt.setdefault(key, value)
-    return txt
 
 
 def parse_announcement(instance: str, properties: Mapping[bytes, bytes | None]) -> Announcement:

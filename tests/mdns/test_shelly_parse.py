@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from drivers.lan.listing import decode_txt
 from drivers.shelly import DRIVER, FIELDS
 from drivers.shelly.rpc import parse_info, parse_status
 from drivers.shelly.simulator import SimulatedShelly
-from drivers.shelly.txt import decode_txt, parse_announcement
+from drivers.shelly.txt import parse_announcement
 from gateway.consent.catalogue import CATEGORIES
 from gateway.errors import DeviceError
 
