@@ -36,7 +36,8 @@ from gateway.demo.broker import Mosquitto
 from gateway.envelope.format import parse_record
 from gateway.model import EPOCH_CATEGORY, OutboxRow
 from gateway.outbox.rows import Pending
-from gateway.storage.db import DB_FILE
+from gateway.outbox.table import RECORDS
+from gateway.storage.db import OUTBOX_FILE
 
 GRANTS: Final = (("health", "on"), ("location", "on"))
 IDLE_S: Final = 2.0
@@ -49,15 +50,15 @@ CATCH_UP_TIMEOUT_S: Final = 240.0
 
 def outbox_left(state_dir: Path) -> int:
     """Return how many records (announcements aside) the stopped hub's outbox still holds."""
-    with sqlite3.connect(state_dir / DB_FILE) as db:
-        row = db.execute("SELECT COUNT(*) FROM outbox WHERE category != '_epoch'").fetchone()
+    with sqlite3.connect(state_dir / OUTBOX_FILE) as db:
+        row = db.execute(f"SELECT COUNT(*) FROM outbox WHERE {RECORDS}").fetchone()
     return int(row[0])
 
 
 def queued_records(state_dir: Path) -> set[tuple[int, int]]:
     """Return the (epoch, seq) of every record the stopped hub's outbox still holds."""
-    with sqlite3.connect(state_dir / DB_FILE) as db:
-        rows = db.execute("SELECT epoch, payload FROM outbox WHERE category != '_epoch'").fetchall()
+    with sqlite3.connect(state_dir / OUTBOX_FILE) as db:
+        rows = db.execute(f"SELECT epoch, payload FROM outbox WHERE {RECORDS}").fetchall()
     return {(int(epoch), parse_record(bytes(payload)).seq) for epoch, payload in rows}
 
 

@@ -27,7 +27,7 @@ from bench.fault_sink import RecordCounter, consuming
 from drivers.simulator import DRIVER, simulated_fields
 from gateway.demo.broker import free_port
 from gateway.model import Reading
-from gateway.storage.db import DB_FILE
+from gateway.storage.db import DB_FILE, OUTBOX_FILE
 
 DEVICES: Final = 100
 GRANTS: Final = (b'{"flag": "health", "state": "on"}', b'{"flag": "location", "state": "on"}')
@@ -131,7 +131,7 @@ async def compressed_outage(
             dropped = hub.counters.get("outbox.overflow_dropped")
             rejected = hub.counters.get("outbox.overflow_rejected")
             audit_fault = await hub.audit.verify()
-            with sqlite3.connect(config.state_dir / DB_FILE) as db:
+            with sqlite3.connect(config.state_dir / OUTBOX_FILE) as db:
                 on_disk = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
             backlog_records = outbox_left(config.state_dir)
             last_epoch, last_seq = hub.sealer.epoch, hub.sealer.seq

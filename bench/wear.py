@@ -37,6 +37,7 @@ from bench.common import default_broker, write_results
 from bench.fault_proc import DaemonProcess, DaemonSpec
 from bench.startup import Counter
 from gateway.demo.broker import Mosquitto
+from gateway.storage.db import OUTBOX_FILE
 
 HUB_ID: Final = "bench-wear"
 STEADY_GOAL_B: Final = 100.0
@@ -59,7 +60,7 @@ def _pid(daemon: DaemonProcess) -> int:
 
 
 def _queued_rows(state: Path) -> int:
-    uri = f"{(state / 'consentgate.db').resolve().as_uri()}?mode=ro"
+    uri = f"{(state / OUTBOX_FILE).resolve().as_uri()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 

@@ -2,8 +2,9 @@
 
 Taken: the hub's identity key (``hub.key``), pseudonym key, storage key (from the systemd
 credential if the hub reads it there), every other file of the state directory (e.g. keys of
-device families), and a copy of the database with its queued records, tombstones and epoch
-announcements removed and the file vacuumed (so no deleted record survives in free pages).
+device families), and a copy of the database with its tombstones and epoch announcements
+removed and the file vacuumed (so no deleted record survives in free pages). The queued
+records' file (``outbox.db``) is never taken: a restored hub starts with an empty queue.
 What stays in the database: devices and their wrapped data keys, bind keys, consent state,
 signed-command counters, the epoch counter (so the restored hub starts a new, higher epoch)
 and the audit log with its checkpoints. Epoch secrets are never on disk, so never in a backup.
@@ -26,9 +27,10 @@ from gateway.pseudonym import KEY_FILE as PSEUDONYM_KEY_FILE
 from gateway.secretfile import write_secret
 from gateway.secure.atrest import KEY_FILE as STORAGE_KEY_FILE
 from gateway.secure.atrest import storage_key_source
-from gateway.storage.db import DB_FILE
+from gateway.storage.db import DB_FILE, OUTBOX_FILE
 
-# Tables whose rows are queued records or describe them: never in a backup.
+# Tables whose rows are queued records or describe them: never in a backup (``outbox`` only in
+# databases of the format before outbox.db).
 QUEUE_TABLES: Final = ("outbox", "tombstones", "epochs")
 _REQUIRED: Final = (HUB_KEY_FILE, PSEUDONYM_KEY_FILE, STORAGE_KEY_FILE, DB_FILE)
 _SKIP_SUFFIXES: Final = ("-wal", "-shm", "-journal", ".tmp")
@@ -42,7 +44,11 @@ def collect(config: Config) -> Contents:
     files: dict[str, bytes] = {}
     try:
         for path in sorted(state.iterdir()):
-            if path.is_file() and path.name != DB_FILE and not path.name.endswith(_SKIP_SUFFIXES):
+            if (
+                path.is_file()
+                and path.name not in (DB_FILE, OUTBOX_FILE)
+                and not path.name.endswith(_SKIP_SUFFIXES)
+            ):
                 files[path.name] = path.read_bytes()
         files[STORAGE_KEY_FILE] = storage_key_source(state).read_bytes()
     except OSError as exc:

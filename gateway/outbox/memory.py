@@ -24,13 +24,29 @@ RECENT_ROWS: Final = 20_000
 class Batch:
     """What one group commit writes (taken out of memory; put back if it rolls back)."""
 
+    # for outbox.db
     rows: dict[int, OutboxRow] = field(default_factory=dict)
     deletes: dict[int, int] = field(default_factory=dict)  # id -> payload size
+    # for the main database
     stones: list[Tombstone] = field(default_factory=list)
     meta: dict[str, bytes] = field(default_factory=dict)
+    epochs: dict[int, tuple[bytes, float]] = field(default_factory=dict)  # announcements
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.deletes or self.stones or self.meta)
+        return bool(self.rows or self.deletes or self.main)
+
+    @property
+    def main(self) -> bool:
+        """Return whether the batch holds something for the main database."""
+        return bool(self.stones or self.meta or self.epochs)
+
+    def main_part(self) -> Batch:
+        """Return what of the batch goes to the main database."""
+        return Batch(stones=self.stones, meta=self.meta, epochs=self.epochs)
+
+    def rows_part(self) -> Batch:
+        """Return what of the batch goes to outbox.db."""
+        return Batch(self.rows, self.deletes)
 
 
 def pending(row_id: int, row: OutboxRow) -> Pending:
@@ -78,15 +94,23 @@ class Unwritten:
             self.recent.clear()
         return len(victims), size
 
-    def take(self, limit: int | None = None) -> Batch:
+    def take(self, limit: int | None = None, *, main: bool = True) -> Batch:
         """Return what is queued, at most the ``limit`` oldest rows (kept as ``writing`` until
-        ``written``); what is left stays queued."""
+        ``written``), and the main database's part only if ``main``; what is left stays
+        queued."""
         batch = self.batch
         if limit is None or len(batch.rows) <= limit:
             self.batch = Batch()
         else:
             ids = list(batch.rows)
             self.batch = Batch({i: batch.rows.pop(i) for i in ids[limit:]})
+        if not main:
+            self.batch.stones, self.batch.meta, self.batch.epochs = (
+                batch.stones + self.batch.stones,
+                {**batch.meta, **self.batch.meta},
+                {**batch.epochs, **self.batch.epochs},
+            )
+            batch = batch.rows_part()
         self.writing = batch
         return batch
 
@@ -96,13 +120,15 @@ class Unwritten:
 
     def put_back(self, batch: Batch) -> None:
         """Queue ``batch`` again ahead of what came since (its commit rolled back)."""
-        self.writing = Batch()
+        if batch.rows or batch.deletes:
+            self.writing = Batch()
         now = self.batch
         self.batch = Batch(
             {**batch.rows, **now.rows},
             {**batch.deletes, **now.deletes},
             batch.stones + now.stones,
             {**batch.meta, **now.meta},
+            {**batch.epochs, **now.epochs},
         )
 
     def from_recent(self, last_id: int, limit: int) -> list[Pending] | None:

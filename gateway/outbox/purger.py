@@ -2,8 +2,9 @@
 
 A withdrawal is acknowledged as soon as its tombstone is durable (the publisher skips covered
 rows from then on); deleting tens of thousands of rows takes longer, so it happens here. The
-tombstones waiting at one moment (a Try Now switch writes one per category) are purged in one
-transaction, one fsync, with an audit entry each holding its count, counted on ``health``.
+tombstones waiting at one moment (a Try Now switch writes one per category) are purged
+together: one commit of ``outbox.db`` deletes their rows, then one commit of the main database
+removes the tombstones with an audit entry each holding its count, counted on ``health``.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ class Purger:
                     self._queue.task_done()
 
     async def _purge(self, stones: list[Tombstone]) -> list[int]:
-        removed = []
+        # one commit of outbox.db deletes every stone's rows; then one commit of the main
+        # database removes the tombstones and audits the counts (after a power cut between
+        # the two, the tombstones are purged again at start-up and find nothing)
         async with transaction(self._db):
-            for stone in stones:
-                count = await self._outbox.purge(stone)
-                removed.append(count)
+            async with transaction(self._outbox.box):
+                removed = [await self._outbox.purge(stone) for stone in stones]
+            for stone, count in zip(stones, removed, strict=True):
                 await self._audit.append(
                     "outbox.purge", category=stone.category, device=stone.device, records=count
                 )

@@ -1,4 +1,4 @@
-"""The outbox: sealed records waiting for their PUBACK, group-committed to one SQLite table.
+"""The outbox: sealed records waiting for their PUBACK, group-committed to ``outbox.db``.
 
 A record is queued once ``append`` returned: the publisher can send it from memory at once. It
 reaches the disk in the next group commit (``commit``, run every ``[outbox] commit_interval_s``
@@ -9,6 +9,12 @@ once. Rows leave the outbox when the broker acknowledged them (``delete``), when
 withdrawn (``tombstone`` then ``purge``), when their retention expires (``expire``) or through
 the configured overflow policy, which is audited. Epoch announcements live here too (category
 ``_epoch``) and are committed at once, so epoch numbers only go up across power cuts.
+
+The files (gateway/storage/db.py, docs/storage.md): rows and their routes are in ``outbox.db``
+(rollback journal: a row is written about once); tombstones, announcements and the epoch
+counter in the main database. Order between the two: rows are deleted (and that commit is
+durable) before the tombstone that killed them goes; a tombstone is written with the consent
+change it belongs to, in the main database, before any row it covers is deleted.
 
 Storage faults: a commit that fails keeps everything in memory (``StorageUnavailableError`` is
 raised to ``commit``'s caller) and is retried by the next commit; meanwhile at most
@@ -30,12 +36,22 @@ import aiosqlite
 from gateway.audit.log import AuditLog
 from gateway.config import OutboxConfig
 from gateway.counters import Counters
+from gateway.envelope.format import announcement_hash
 from gateway.errors import StorageUnavailableError
 from gateway.model import EPOCH_CATEGORY, OutboxRow
 from gateway.outbox import overflow, table
-from gateway.outbox.memory import Unwritten
+from gateway.outbox.memory import Batch, Unwritten
 from gateway.outbox.rows import Pending, QueuedGroup, Tombstone
-from gateway.storage.db import get_meta, on_commit, on_rollback, storage_health, transaction
+from gateway.storage.db import (
+    OUTBOX_FORMAT,
+    get_meta,
+    in_transaction,
+    on_commit,
+    on_rollback,
+    open_outbox,
+    storage_health,
+    transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +61,8 @@ COMMIT_CHUNK: Final = 1000  # rows per group-commit transaction
 
 
 class Outbox:
-    """Batched, bounded, group-committed storage of sealed rows (one aiosqlite connection)."""
+    """Batched, bounded, group-committed storage of sealed rows (``outbox.db`` beside the main
+    database ``db``, whose connection holds tombstones and announcements)."""
 
     def __init__(
         self,
@@ -59,6 +76,9 @@ class Outbox:
         self._tombstones: list[Tombstone] = []
         self._last_id = 0
         self._db = db
+        self._box = db  # outbox.db's connection, from ``load`` on
+        self._routes: dict[table.Route, int] = {}
+        self._next_route = 1
         self._config = config
         self._counters = counters
         self._audit = audit
@@ -70,11 +90,43 @@ class Outbox:
         self.appended = asyncio.Event()
 
     async def load(self) -> None:
-        """Create the tables if needed and count what is queued."""
-        await self._db.executescript(table.SCHEMA)
+        """Open ``outbox.db``, create the tables if needed and count what is queued."""
+        self._box = box = await open_outbox(self._db)
+        await self._db.executescript(table.MAIN_SCHEMA)
+        async with box.execute("PRAGMA user_version") as cursor:
+            found = await cursor.fetchone()
+        if found is not None and int(found[0]) not in (0, OUTBOX_FORMAT):  # an older format
+            await box.executescript("DROP TABLE IF EXISTS outbox; DROP TABLE IF EXISTS routes;")
+        await box.executescript(f"{table.BOX_SCHEMA}PRAGMA user_version = {OUTBOX_FORMAT};")
+        self._routes = await table.routes(box)
+        self._next_route = max(self._routes.values(), default=0) + 1
         await self._recount()
-        self._last_id = await table.highest_id(self._db)
+        self._last_id = await table.highest_id(box, self._db)
         self._tombstones = await table.tombstones(self._db)
+        await self._catch_up_epoch()
+
+    async def _catch_up_epoch(self) -> None:
+        """An announcement's row commits before the main database's epoch counter (the two
+        files commit one after the other): after a power cut between them, take the counter
+        up to the queued announcement, so epoch numbers only go up."""
+        queued = await table.newest_announcement(self._box)
+        epoch, _ = await self.last_epoch()
+        if queued is None or queued[0] <= epoch:
+            return
+        number, payload, created = queued
+        async with transaction(self._db):
+            await table.write_main(
+                self._db,
+                Batch(
+                    meta={EPOCH_KEY: str(number).encode(), PREV_KEY: announcement_hash(payload)},
+                    epochs={number: (payload, created)},
+                ),
+            )
+
+    @property
+    def box(self) -> aiosqlite.Connection:
+        """Return the connection to ``outbox.db``."""
+        return self._box
 
     async def last_epoch(self) -> tuple[int, bytes]:
         """Return the highest epoch ever announced and the hash of its announcement."""
@@ -106,7 +158,7 @@ class Outbox:
         over = not overflow.fits(self._config, self.rows, self.bytes, len(rows), size)
         if over and self.health.fault is None:
             with contextlib.suppress(StorageUnavailableError):  # then the memory bound holds
-                async with transaction(self._db):
+                async with transaction(self._db), transaction(self._box):
                     await self.write_pending()
                     rows = list(await self._make_room(rows))
                     size = sum(len(r.payload) for r in rows)
@@ -118,10 +170,11 @@ class Outbox:
         self.bytes += size
         announcements = [r for r in rows if r.category == EPOCH_CATEGORY]
         if announcements:
-            meta = self._memory.batch.meta
-            meta[EPOCH_KEY] = str(max(r.epoch for r in announcements)).encode()
+            staged = self._memory.batch
+            staged.meta[EPOCH_KEY] = str(max(r.epoch for r in announcements)).encode()
             if prev_hash is not None:
-                meta[PREV_KEY] = prev_hash
+                staged.meta[PREV_KEY] = prev_hash
+            staged.epochs.update({r.epoch: (r.payload, r.created) for r in announcements})
         if announcements or self._config.commit_interval_s == 0:
             with contextlib.suppress(StorageUnavailableError):  # kept in memory, retried
                 await self.commit()
@@ -152,8 +205,12 @@ class Outbox:
         for _ in range(len(self._memory.rows) // COMMIT_CHUNK + 1):
             if not self._memory.batch:
                 break
-            async with transaction(self._db):
-                written += await self.write_pending(COMMIT_CHUNK)
+            if self._memory.batch.main:  # main first, then outbox.db: the lock order
+                async with transaction(self._db), transaction(self._box):
+                    written += await self.write_pending(COMMIT_CHUNK)
+            else:  # records only: the main database stays free for acknowledged changes
+                async with transaction(self._box):
+                    written += await self.write_pending(COMMIT_CHUNK)
             self.commits += 1
         return written
 
@@ -166,16 +223,50 @@ class Outbox:
                 await self.commit()
 
     async def write_pending(self, limit: int | None = None) -> int:
-        """Write the staged rows (the ``limit`` oldest), deletes, tombstones and epoch counter
-        inside the caller's transaction; return rows written. A rollback puts them back."""
-        batch = self._memory.take(limit)
-        if not batch:
+        """Write the staged rows (the ``limit`` oldest) and deletes to outbox.db (in the
+        caller's transaction on it, else in one of their own, committed on return), and, if
+        the caller has a transaction open on the main database, the tombstones,
+        announcements and epoch counter in it; return rows written. A rollback of either
+        puts its part back."""
+        main = in_transaction(self._db)
+        batch = self._memory.take(limit, main=main)
+        if batch.main:
+            part = batch.main_part()
+            on_rollback(self._db, lambda: self._memory.put_back(part))
+            await table.write_main(self._db, part)
+        rows = batch.rows_part()
+        if not rows:
+            self._memory.written()
             return 0
-        on_rollback(self._db, lambda: self._memory.put_back(batch))
-        on_commit(self._db, self._memory.written)
-        if not await table.write_batch(self._db, batch):  # some were purged meanwhile
-            await self._recount()
-        return len(batch.rows)
+        async with transaction(self._box):
+            on_rollback(self._box, lambda: self._memory.put_back(rows))
+            on_commit(self._box, self._memory.written)
+            if not await table.write_rows(self._box, rows, await self._route_ids(rows)):
+                await self._recount()  # some deleted rows were purged meanwhile
+        return len(rows.rows)
+
+    async def _route_ids(self, batch: Batch) -> dict[int, int]:
+        """Return the route id of each row of ``batch``; write the routes new in it (inside
+        the open transaction on outbox.db)."""
+        known, ids = self._routes, {}
+        new: list[tuple[int, table.Route]] = []
+        for i, row in batch.rows.items():
+            route = table.route_of(row)
+            route_id = known.get(route)
+            if route_id is None:
+                route_id = known[route] = self._next_route
+                self._next_route += 1
+                new.append((route_id, route))
+            ids[i] = route_id
+        if new:
+
+            def forget() -> None:
+                for _, route in new:
+                    known.pop(route, None)
+
+            on_rollback(self._box, forget)
+            await table.write_routes(self._box, new)
+        return ids
 
     def room_for_new(self) -> int | None:
         """Return how many more records the outbox takes now: by ``memory_rows`` while
@@ -204,11 +295,7 @@ class Outbox:
         """Apply the overflow policy to ``rows`` (inside the caller's transaction)."""
         decision = overflow.decide(self._config, self.rows, self.bytes, rows)
         if decision.oldest:  # drop_oldest: the oldest records (never announcements) go
-            async with self._db.execute(
-                "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id LIMIT ?",
-                (EPOCH_CATEGORY, decision.oldest),
-            ) as cursor:
-                victims = [(int(i), int(n)) for i, n in await cursor.fetchall()]
+            victims = await table.oldest_records(self._box, decision.oldest)
             await self._delete_victims(victims)
             self._counters.inc("outbox.overflow_dropped", len(victims))
             await self._audit_overflow("drop_oldest", len(victims))
@@ -230,22 +317,13 @@ class Outbox:
         and ``size`` bytes are freed; return how many."""
         if rows <= 0 and size <= 0:
             return 0
-        victims: list[tuple[int, int]] = []
-        async with self._db.execute(
-            "SELECT id, LENGTH(payload) FROM outbox WHERE category != ? ORDER BY id DESC",
-            (EPOCH_CATEGORY,),
-        ) as cursor:
-            async for victim_id, victim_size in cursor:
-                if rows <= 0 and size <= 0:
-                    break
-                victims.append((int(victim_id), int(victim_size)))
-                rows, size = rows - 1, size - victims[-1][1]
+        victims = await table.newest_records(self._box, rows, size)
         await self._delete_victims(victims)
         return len(victims)
 
     async def _delete_victims(self, victims: list[tuple[int, int]]) -> None:
         """Delete the rows ``victims`` names as (id, payload size); keep the counts right."""
-        await self._db.executemany("DELETE FROM outbox WHERE id = ?", [(v[0],) for v in victims])
+        await table.delete_ids(self._box, [v[0] for v in victims])
         self._memory.recent.clear()
         self.rows -= len(victims)
         self.bytes -= sum(v[1] for v in victims)
@@ -261,7 +339,7 @@ class Outbox:
         if cached is not None:
             return cached
         deletes = self._memory.batch.deletes
-        found = await table.after(self._db, last_id, limit)
+        found = await table.after(self._box, last_id, limit)
         rows = [row for row in found if row.id not in deletes]
         # then the staged rows, newer than anything on disk
         after = rows[-1].id if rows else last_id
@@ -279,7 +357,7 @@ class Outbox:
         return len(ids)
 
     async def _recount(self) -> None:
-        on_disk, size = await table.counts(self._db)
+        on_disk, size = await table.counts(self._box)
         staged = self._memory.rows
         self.rows = on_disk + len(staged) - len(self._memory.batch.deletes)
         self.bytes = size + sum(len(r.payload) for r in staged.values())
@@ -319,7 +397,11 @@ class Outbox:
         return rows
 
     async def purge(self, stone: Tombstone) -> int:
-        """Delete the rows ``stone`` covers, then forget it; return how many were deleted."""
+        """Delete the rows ``stone`` covers, then forget it; return how many were deleted.
+
+        The deletion commits (outbox.db) before the tombstone's removal (main database, in
+        the caller's transaction if one is open): a power cut between them leaves the
+        tombstone with nothing or less to cover, never rows without their tombstone."""
         removed = self._drop_staged(
             lambda i, r: (
                 i <= stone.up_to
@@ -327,35 +409,35 @@ class Outbox:
                 and (stone.device is None or r.device == stone.device)
             )
         )
-        clauses = ["category = ?", "id <= ?"]
-        args: list[object] = [stone.category, stone.up_to]
+        where = f"id <= ? AND {table.OF_CATEGORY}"
+        args: tuple[object, ...] = (stone.up_to, stone.category)
         if stone.device is not None:
-            clauses.append("device = ?")
-            args.append(stone.device)
+            where, args = f"id <= ? AND {table.OF_CATEGORY_DEVICE}", (*args, stone.device)
         async with transaction(self._db):
-            await self.write_pending()
-            removed += await self._delete_where(" AND ".join(clauses), tuple(args))
-            await self._db.execute(
-                "DELETE FROM tombstones WHERE category = ? AND device = ? AND up_to = ?",
-                (stone.category, stone.device or "", stone.up_to),
-            )
+            async with transaction(self._box):
+                await self.write_pending()
+                removed += await self._delete_where(where, args)
+            await table.delete_tombstone(self._db, stone)
             if stone in self._tombstones:  # a rollback puts it back: its rows stay dead
                 self._tombstones.remove(stone)
                 on_rollback(self._db, lambda: self._tombstones.append(stone))
         return removed
 
     async def purge_all(self, device: str | None = None) -> int:
-        """Delete every queued record (of ``device``, if given), announcements excepted."""
+        """Delete every queued record (of ``device``, if given), announcements excepted, and
+        the routes that named it; committed on return (before the caller's transaction on the
+        main database, such as an erasure's, commits)."""
         removed = self._drop_staged(
             lambda _, r: r.category != EPOCH_CATEGORY and (device is None or r.device == device)
         )
-        clauses, args = ["category != ?"], [EPOCH_CATEGORY]
-        if device is not None:
-            clauses.append("device = ?")
-            args.append(device)
-        async with transaction(self._db):
+        where, args = (table.RECORDS, ()) if device is None else (table.OF_DEVICE, (device,))
+        async with transaction(self._box):
             await self.write_pending()
-            return removed + await self._delete_where(" AND ".join(clauses), tuple(args))
+            removed += await self._delete_where(where, args)
+            gone = set(await table.delete_routes(self._box, device))
+            for route in [r for r, i in self._routes.items() if i in gone]:
+                del self._routes[route]
+        return removed
 
     async def expire(self, now: float | None = None) -> int:
         """Destroy records whose retention ran out; return how many."""
@@ -363,10 +445,10 @@ class Outbox:
         removed = self._drop_staged(
             lambda _, r: r.expires <= moment and r.category != EPOCH_CATEGORY
         )
-        async with transaction(self._db):
+        async with transaction(self._box):
             await self.write_pending()
             return removed + await self._delete_where(
-                "expires <= ? AND category != ?", (moment, EPOCH_CATEGORY)
+                f"expires <= ? AND {table.RECORDS}", (moment,)
             )
 
     async def _delete_where(self, where: str, args: tuple[object, ...]) -> int:
@@ -374,7 +456,7 @@ class Outbox:
         # is left on disk, so every row deleted here is counted once).
         # One statement per call (aiosqlite costs a thread hop per await); RETURNING gives the
         # freed sizes without a second scan (SQLite >= 3.35). ``where`` is a constant of ours.
-        removed, freed = await table.delete_where(self._db, where, args)
+        removed, freed = await table.delete_where(self._box, where, args)
         if removed:
             self._memory.recent.clear()
         self.rows -= removed
@@ -386,7 +468,7 @@ class Outbox:
         excepted, in (device, category) order."""
         with contextlib.suppress(StorageUnavailableError):  # then the disk is a moment behind
             await self.commit()
-        groups = await table.groups(self._db, device)
+        groups = await table.groups(self._box, device)
         return self._memory.add_to(groups, device)
 
     async def announcements(self, since_epoch: int = 0) -> list[tuple[int, bytes]]:
@@ -395,4 +477,4 @@ class Outbox:
 
     async def oldest_epoch_queued(self) -> int | None:
         """Return the lowest epoch that still has records queued, or None."""
-        return await table.oldest_epoch(self._db)
+        return await table.oldest_epoch(self._box)

@@ -1,5 +1,15 @@
-"""Opening the hub database and writing to it: aiosqlite on one file, WAL journal, every commit
-on stable storage, storage faults turned into one typed error and a visible state.
+"""Opening the hub database and writing to it: aiosqlite on two files, every commit on stable
+storage, storage faults turned into one typed error and a visible state.
+
+The files: ``consentgate.db`` (WAL journal: consent, devices, audit, tombstones, epochs; a reader
+such as ``audit verify`` or a backup never blocks the daemon) and ``outbox.db`` (the queued
+records only, rollback journal: a row appended to the table is written once, not once to the
+WAL and again at the checkpoint). Each has its own connection; the outbox's is opened by
+``open_outbox`` and closed with the main one. Both share one ``StorageHealth`` (one disk).
+
+Ordering between the files: a transaction on the outbox file opened inside one on the main
+file commits first (at the end of its own block), the main file's after. Locks are always
+taken main first, then outbox, never the other way round (no deadlock).
 
 Durability: ``synchronous=FULL`` makes SQLite fsync the WAL at every commit, so a transaction
 whose ``commit`` returned survives a power cut (SQLite docs, "PRAGMA synchronous", WAL mode).
@@ -33,6 +43,8 @@ from gateway.errors import StorageError, StorageUnavailableError
 logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "consentgate.db"
+OUTBOX_FILE: Final = "outbox.db"
+OUTBOX_FORMAT: Final = 2  # PRAGMA user_version of outbox.db: its row format
 # Beside the database once it was created: its absence tells a first start from a lost file.
 CREATED_MARK: Final = "consentgate.db.created"
 RETRY_S: Final = 1.0
@@ -46,6 +58,16 @@ _PRAGMAS: Final = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
     "PRAGMA secure_delete=FAST",  # erased rows are overwritten where it costs no extra I/O
+)
+# The outbox file: a rollback journal (TRUNCATE: emptied and fsynced at each commit) holds only
+# the pages a commit changes that existed before it, so rows appended at the end of the table
+# are written once; synchronous=FULL syncs the journal, the file and the journal's truncation.
+_OUTBOX_PRAGMAS: Final = (
+    "PRAGMA page_size=4096",  # only takes effect on a new file (docs/storage.md: measured)
+    "PRAGMA journal_mode=TRUNCATE",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA secure_delete=FAST",
 )
 
 
@@ -78,11 +100,41 @@ def _mark_created(state_dir: Path) -> None:
         os.close(directory)
 
 
+class Database(aiosqlite.Connection):
+    """The main database's connection; closing it closes the outbox file's connection too."""
+
+    async def close(self) -> None:
+        """Close the outbox file's connection (if opened), then this one."""
+        state = _WRITES.get(self)
+        if state is not None and state.outbox is not None:
+            outbox, state.outbox = state.outbox, None
+            await outbox.close()
+        await super().close()
+
+
+def _connect(path: Path) -> Database:
+    return Database(lambda: sqlite3.connect(path), 64)
+
+
+def _discard_orphan_outbox(state_dir: Path) -> None:
+    """The main database was lost: the queue's tombstones went with it, so its records go too
+    (a withdrawn record must never be sent because its tombstone was lost)."""
+    found = False
+    for name in (OUTBOX_FILE, OUTBOX_FILE + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+            found = True
+    if found:
+        logger.error("queued records discarded: the main database was lost with their tombstones")
+
+
 async def open_database(state_dir: Path) -> aiosqlite.Connection:
     """Open (creating if needed) the hub database in ``state_dir``: WAL, secure delete (FAST)."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 - start-up
-        db = await aiosqlite.connect(state_dir / DB_FILE)
+        if state_lost(state_dir):
+            _discard_orphan_outbox(state_dir)
+        db: aiosqlite.Connection = await _connect(state_dir / DB_FILE)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open the database in {state_dir}: {exc}") from exc
     try:
@@ -98,6 +150,30 @@ async def open_database(state_dir: Path) -> aiosqlite.Connection:
         await db.close()
         raise StorageError(f"the database in {state_dir} is unusable: {exc}") from exc
     return db
+
+
+async def open_outbox(db: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Return the connection to ``outbox.db`` beside ``db``'s file (opened once, closed with
+    ``db``; it shares ``db``'s storage health). Its tables are the outbox's to create."""
+    state = _writes(db)
+    if state.outbox is not None:
+        return state.outbox
+    async with db.execute("PRAGMA database_list") as cursor:
+        files = {str(r[1]): str(r[2]) for r in await cursor.fetchall()}
+    path = Path(files["main"]).parent / OUTBOX_FILE
+    try:
+        box: aiosqlite.Connection = await _connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open {path}: {exc}") from exc
+    try:
+        for pragma in _OUTBOX_PRAGMAS:
+            await box.execute(pragma)
+    except sqlite3.Error as exc:
+        await box.close()
+        raise StorageError(f"{path} is unusable: {exc}") from exc
+    _WRITES[box] = _Writes(health=state.health)
+    state.outbox = box
+    return box
 
 
 # Primary result codes (extended code & 0xff) that mean the storage itself failed, not the SQL.
@@ -188,6 +264,7 @@ class _Writes:
     rollback: list[Callable[[], None]] = field(default_factory=list)
     commit: list[Callable[[], None]] = field(default_factory=list)
     health: StorageHealth = field(default_factory=StorageHealth)
+    outbox: aiosqlite.Connection | None = None  # the outbox file's connection, if opened
 
 
 _WRITES: weakref.WeakKeyDictionary[aiosqlite.Connection, _Writes] = weakref.WeakKeyDictionary()
@@ -203,6 +280,11 @@ def _writes(db: aiosqlite.Connection) -> _Writes:
 def storage_health(db: aiosqlite.Connection) -> StorageHealth:
     """Return the (one) fault state of ``db``'s storage."""
     return _writes(db).health
+
+
+def in_transaction(db: aiosqlite.Connection) -> bool:
+    """Return whether the running task has a transaction open on ``db``."""
+    return _writes(db).owner is asyncio.current_task()
 
 
 def on_commit(db: aiosqlite.Connection, done: Callable[[], None]) -> None:

@@ -1,7 +1,8 @@
 """What ``consentgate doctor`` checks in a state directory, without changing anything.
 
 Each check returns findings: ``ok`` lines and ``problem`` lines that say what to do. The
-database is opened read-only, so the checks are safe beside a running daemon.
+databases (``consentgate.db`` and the queue's ``outbox.db``) are opened read-only, so the checks
+are safe beside a running daemon.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gateway.consent.catalogue import FLAGS, STATES
 from gateway.envelope.keys import HUB_KEY_FILE
 from gateway.pseudonym import KEY_FILE as PSEUDONYM_KEY_FILE
 from gateway.secure.atrest import KEY_LENGTH, storage_key_source
-from gateway.storage.db import DB_FILE, state_lost
+from gateway.storage.db import DB_FILE, OUTBOX_FILE, state_lost
 
 LOW_SPACE_BYTES: Final = 16 * 1024 * 1024
 
@@ -60,7 +61,29 @@ def examine(state_dir: Path) -> list[Finding]:
             findings += _queues(db)
     except sqlite3.DatabaseError as exc:
         findings.append(Finding(False, f"{database} cannot be read ({exc}); restore a backup"))
-    return findings
+    return findings + _outbox(state_dir / OUTBOX_FILE)
+
+
+def _outbox(path: Path) -> list[Finding]:
+    """The queued records' file: a damaged one loses records, never consent (the tombstones
+    are in the main database)."""
+    if not path.is_file():
+        return [Finding(True, f"no {OUTBOX_FILE} (nothing queued)")]
+    try:
+        with _read_only(path) as db:
+            result = [str(r[0]) for r in db.execute("PRAGMA integrity_check(20)")]
+            queued = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        result, queued = [str(exc)], None
+    if result != ["ok"]:
+        return [
+            Finding(
+                False,
+                f"{path} damaged ({'; '.join(result)}): its queued records are lost; stop the "
+                "hub and move the file aside (the hub starts a new, empty outbox)",
+            )
+        ]
+    return [Finding(True, f"{OUTBOX_FILE} integrity_check ok, {queued} rows queued")]
 
 
 @contextlib.contextmanager
@@ -139,15 +162,8 @@ def _consent(db: sqlite3.Connection) -> list[Finding]:
 
 def _queues(db: sqlite3.Connection) -> list[Finding]:
     try:
-        queued = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         stones = db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0]
         audit = db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
     except sqlite3.OperationalError:
         return []
-    return [
-        Finding(
-            True,
-            f"{queued} rows in the outbox, {stones} withdrawals waiting to be purged, "
-            f"{audit} audit entries",
-        )
-    ]
+    return [Finding(True, f"{stones} withdrawals waiting to be purged, {audit} audit entries")]

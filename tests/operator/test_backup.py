@@ -66,10 +66,11 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
             "storage.key",
             "consentgate.db",
         } <= contents.files.keys()
+        assert "outbox.db" not in contents.files  # queued records are never backed up
         copy = tmp_path / "copy.db"
         copy.write_bytes(contents.files["consentgate.db"])
         with sqlite3.connect(copy) as db:
-            assert db.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
+            assert db.execute("SELECT COUNT(*) FROM tombstones").fetchone() == (0,)
             assert db.execute("SELECT COUNT(*) FROM epochs").fetchone() == (0,)
             assert db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] >= last_signed
 

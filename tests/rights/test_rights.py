@@ -15,6 +15,7 @@ import pytest
 from gateway.daemon import Hub
 from gateway.envelope.consumer import Consumer
 from gateway.envelope.keys import hub_signing_key, load_recipient_private
+from gateway.outbox.table import OF_DEVICE, RECORDS
 from gateway.rights.document import EXPORT_CATEGORY, read_export
 from gateway.rights.export import hub_subject
 from tests.rights.helpers import mqtt_request
@@ -28,11 +29,11 @@ async def call(hub: Hub, command: str, **params: Any) -> dict[str, Any]:
 
 
 async def queued(hub: Hub, device: str | None = None) -> int:
-    query = "SELECT COUNT(*) FROM outbox WHERE category != '_epoch'"
+    query = f"SELECT COUNT(*) FROM outbox WHERE {RECORDS}"
     args: tuple[str, ...] = ()
     if device is not None:
-        query, args = query + " AND device = ?", (device,)
-    async with hub.db.execute(query, args) as cursor:
+        query, args = f"{query} AND {OF_DEVICE}", (device,)
+    async with hub.outbox.box.execute(query, args) as cursor:
         row = await cursor.fetchone()
     assert row is not None
     return int(row[0])

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import Config
+from gateway.outbox.table import RECORDS
 from tests.support.hub import eventually, hub_config, make_sink, running_hub, subscribed
 from tests.support.mosquitto import Mosquitto, free_port
 
@@ -117,9 +118,7 @@ async def test_daemon_kill9_and_restart_loses_no_committed_reading(
     assert sink.gaps() == []
     assert not sink.errors
     # the graceful stop flushed everything: nothing is left in the outbox
-    with sqlite3.connect(config.state_dir / "consentgate.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM outbox WHERE category != '_epoch'").fetchone() == (
-            0,
-        )
+    with sqlite3.connect(config.state_dir / "outbox.db") as db:
+        assert db.execute(f"SELECT COUNT(*) FROM outbox WHERE {RECORDS}").fetchone() == (0,)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(line["event"] == "daemon ready" for line in lines)

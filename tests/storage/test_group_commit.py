@@ -15,7 +15,7 @@ from gateway.counters import Counters
 from gateway.model import OutboxRow
 from gateway.outbox.memory import Unwritten
 from gateway.outbox.store import Outbox
-from gateway.storage.db import open_database, storage_health, transaction
+from gateway.storage.db import open_database, open_outbox, storage_health, transaction
 
 
 def row(i: int, category: str = "telemetry.environment") -> OutboxRow:
@@ -38,7 +38,8 @@ async def make(db: aiosqlite.Connection, **limits: object) -> Outbox:
 
 
 async def on_disk(db: aiosqlite.Connection) -> int:
-    async with db.execute("SELECT COUNT(*) FROM outbox") as cursor:
+    box = await open_outbox(db)  # outbox.db beside the main database
+    async with box.execute("SELECT COUNT(*) FROM outbox") as cursor:
         found = await cursor.fetchone()
     assert found is not None
     return int(found[0])
@@ -80,7 +81,7 @@ async def test_a_failed_group_commit_keeps_every_record_in_memory(
     await outbox.append([row(i) for i in range(4)])
 
     async def interrupted() -> None:
-        async with transaction(db):
+        async with transaction(db), transaction(outbox.box):
             await outbox.write_pending()
             raise RuntimeError("the disk went away mid-commit")
 

@@ -1,8 +1,10 @@
-"""An acknowledged change survives a power cut at the moment of its acknowledgement.
+"""An acknowledged change survives a power cut at the moment of its acknowledgement, and a cut
+between the commits of the two database files (outbox.db, then the main one) is safe.
 
 The hub's state directory lives on a file system that keeps every unsynced write in memory
-(tests.support.lazyfs); at the instant the test receives an answer it takes the image a power
-cut would leave, then boots a new hub on that image and asks it what holds.
+(tests.support.lazyfs); at the instant the test receives an answer (or at the chosen commit)
+it takes the image a power cut would leave, then boots a new hub on that image and asks it
+what holds.
 """
 
 from __future__ import annotations
@@ -10,11 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+import pytest
+
 from gateway.config import Config
+from gateway.daemon import Hub
+from gateway.model import EPOCH_CATEGORY
+from gateway.outbox import table
+from gateway.outbox.memory import Batch
+from gateway.outbox.rows import Tombstone
+from gateway.outbox.table import OF_CATEGORY, RECORDS
+from gateway.storage.db import on_commit
 from tests.storage.conftest import power_cut
 from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
@@ -103,15 +116,103 @@ async def test_a_withdrawals_tombstones_survive_a_power_cut_with_its_records_que
                 answer = await ask("consent/set", flag="telemetry", state="off")
                 image = power_cut(lazy_mount, tmp_path / "image")
             assert answer["data"]["durable"] is True
-    with contextlib.closing(sqlite3.connect(image / "state" / "consentgate.db")) as db:
-        stones = db.execute("SELECT category FROM tombstones").fetchall()
-        queued = db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE category = 'telemetry.environment'"
-        ).fetchone()[0]
-        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-    assert integrity == "ok"
+    stones, queued = _withdrawn(image)
     # either the rows are still there and a tombstone kills them, or the purge already ran
-    assert ("telemetry.environment",) in stones or queued == 0
+    assert "telemetry.environment" in stones or queued == 0
+
+
+def _withdrawn(image: Path) -> tuple[list[str], int]:
+    """Return the image's tombstoned categories and how many telemetry.environment records
+    its outbox holds (both files pass their integrity check)."""
+    state = image / "state"
+    with contextlib.closing(sqlite3.connect(state / "consentgate.db")) as db:
+        stones = [str(r[0]) for r in db.execute("SELECT category FROM tombstones")]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with contextlib.closing(sqlite3.connect(state / "outbox.db")) as box:
+        queued = box.execute(
+            f"SELECT COUNT(*) FROM outbox WHERE {OF_CATEGORY}", ("telemetry.environment",)
+        ).fetchone()[0]
+        assert box.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return stones, int(queued)
+
+
+async def _dispatch(hub: Hub, command: str, **params: Any) -> dict[str, Any]:
+    response = await hub.router.dispatch(command, json.dumps(params).encode())
+    body: dict[str, Any] = response.body
+    return body
+
+
+async def test_a_cut_between_a_purges_two_commits_leaves_no_record_without_its_tombstone(
+    own_broker: Mosquitto, tmp_path: Path, lazy_mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, own_broker.port, lazy_mount / "state")
+    cut = asyncio.Event()
+    image = tmp_path / "image"
+    delete_tombstone = table.delete_tombstone
+
+    def at_box_commit() -> None:
+        # the rows' deletion has committed (outbox.db); the tombstone's removal has not
+        power_cut(lazy_mount, image)
+        cut.set()
+
+    async def cut_first(db: aiosqlite.Connection, stone: Tombstone) -> None:
+        if not cut.is_set():  # the purger deletes the rows of every waiting tombstone first
+            on_commit(box, at_box_commit)
+        await delete_tombstone(db, stone)
+
+    async with running_hub(config) as hub:
+        own_broker.stop()  # an outage: records queue and reach the disk in group commits
+        await eventually(lambda: hub.outbox.rows > 100, what="records queued")
+        await hub.outbox.commit()
+        box = hub.outbox.box
+        monkeypatch.setattr(table, "delete_tombstone", cut_first)
+        answer = await _dispatch(hub, "consent/set", flag="telemetry", state="off")
+        assert answer["data"]["durable"] is True
+        await asyncio.wait_for(cut.wait(), 10)
+    monkeypatch.undo()
+    stones, queued = _withdrawn(image)
+    assert (stones, queued) == (["telemetry.environment"], 0)  # the cut fell between the two
+    async with running_hub(dataclasses.replace(config, state_dir=image / "state")) as booted:
+        # the left-over tombstone is purged again, finds nothing, and goes
+        await eventually(lambda: booted.outbox.tombstones == (), what="tombstone purged")
+        assert booted.policy.flag("telemetry") == "off"
+        assert await booted.audit.verify() is None
+
+
+async def test_a_cut_between_an_announcements_two_commits_never_reuses_its_epoch(
+    own_broker: Mosquitto, tmp_path: Path, lazy_mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path, own_broker.port, lazy_mount / "state")
+    cut = asyncio.Event()
+    image = tmp_path / "image"
+    write_rows = table.write_rows
+
+    def at_box_commit() -> None:
+        # the announcement's row has committed (outbox.db); the epoch counter has not
+        power_cut(lazy_mount, image)
+
+    async def cut_after(box: aiosqlite.Connection, batch: Batch, routes: dict[int, int]) -> bool:
+        done = await write_rows(box, batch, routes)
+        if not cut.is_set() and any(r.category == EPOCH_CATEGORY for r in batch.rows.values()):
+            on_commit(box, at_box_commit)
+            cut.set()
+        return done
+
+    async with running_hub(config) as hub:
+        own_broker.stop()
+        await eventually(lambda: hub.pipeline.committed > 50, what="records sealed")
+        monkeypatch.setattr(table, "write_rows", cut_after)
+        assert (await _dispatch(hub, "keys/rotate"))["status"] == "ok"
+        await asyncio.wait_for(cut.wait(), 10)
+    monkeypatch.undo()
+    state = image / "state"
+    with contextlib.closing(sqlite3.connect(state / "consentgate.db")) as db:
+        counter = int(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
+    with contextlib.closing(sqlite3.connect(state / "outbox.db")) as box:
+        queued = box.execute(f"SELECT MAX(epoch) FROM outbox WHERE NOT ({RECORDS})").fetchone()[0]
+    assert queued == counter + 1  # the announcement is queued, the counter is one behind
+    async with running_hub(dataclasses.replace(config, state_dir=state)) as booted:
+        assert booted.sealer.epoch > queued  # a new epoch, never the queued one again
 
 
 async def test_the_image_of_a_power_cut_under_load_opens_and_its_audit_chain_verifies(
