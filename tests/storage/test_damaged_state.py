@@ -2,7 +2,8 @@
 
 A database lost while the hub's identity exists (a zero-length file after an SD-card fault)
 and a consent state the hub does not understand both fail closed: the flags are off, the
-problem is logged and audited, and ``consentgate doctor`` says what is wrong.
+problem is logged and audited, and ``consentgate doctor`` says what is wrong. Records queued
+in ``outbox.db`` do not outlive the database that held their tombstones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from gateway.config import Config
 from gateway.consent.catalogue import FLAGS
-from tests.support.hub import hub_config, running_hub
+from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
 
@@ -58,6 +59,33 @@ async def test_a_lost_database_starts_the_hub_with_every_flag_off_and_says_so(
         assert "state.damaged" in [e.event for e in entries]
     async with running_hub(config) as hub:  # the closed state was persisted, not re-derived
         assert hub.policy.flag("telemetry") == "off"
+
+
+def _queued_payloads(state: Path) -> set[bytes]:
+    with contextlib.closing(sqlite3.connect(state / "outbox.db")) as box:
+        return {bytes(r[0]) for r in box.execute("SELECT payload FROM outbox")}
+
+
+async def test_a_lost_database_takes_the_queued_records_with_it(
+    own_broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = hub_config(
+        tmp_path, own_broker.port, "orphan", simulator={"devices": 3, "rate_hz": 20.0}
+    )
+    async with running_hub(config) as hub:
+        own_broker.stop()  # an outage: records queue in outbox.db
+        await eventually(lambda: hub.outbox.rows > 50, what="records queued")
+        await hub.outbox.commit()
+    queued = _queued_payloads(config.state_dir)
+    assert queued
+    # the main database (with the tombstones of any withdrawal) is lost, outbox.db is not:
+    # its records cannot be told withdrawn from not, so none of them may ever be sent
+    (config.state_dir / "consentgate.db").write_bytes(b"")
+    for leftover in ("consentgate.db-wal", "consentgate.db-shm"):
+        (config.state_dir / leftover).unlink(missing_ok=True)
+    async with running_hub(config) as hub:
+        assert all(hub.policy.flag(flag) == "off" for flag in FLAGS)
+        assert not queued & _queued_payloads(config.state_dir)
 
 
 async def test_an_unknown_consent_state_is_taken_as_off(broker: Mosquitto, tmp_path: Path) -> None:
