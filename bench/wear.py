@@ -12,6 +12,10 @@ kernel wrote to storage for it (``/proc/<pid>/io`` ``write_bytes``) over three w
 3. outage (broker stopped): bytes per record queued, against the limit of 2 x the mean sealed
    record size measured in this run.
 
+The outbox file's layout is then measured on its own (no daemon): the bytes written per row
+for each page size and journal mode (and ``auto_vacuum=FULL``) when the rows of the outage's
+rate are committed once a second, with the row format of gateway/outbox/table.py.
+
 Then, on a hub with no devices (nothing else to write), 10 acknowledged changes (``try_now``
 on/off) are sent while ``strace -c`` counts the daemon's fsync/fdatasync calls; the same window
 without requests is subtracted, so the figure is fsyncs per acknowledgement, everything it
@@ -37,6 +41,7 @@ from bench.common import default_broker, write_results
 from bench.fault_proc import DaemonProcess, DaemonSpec
 from bench.startup import Counter
 from gateway.demo.broker import Mosquitto
+from gateway.outbox.table import BOX_SCHEMA
 from gateway.storage.db import OUTBOX_FILE
 
 HUB_ID: Final = "bench-wear"
@@ -127,6 +132,73 @@ def _outage(
     }
 
 
+# (page size, journal mode, auto_vacuum): the layout the outbox uses first
+LAYOUTS: Final = (
+    (4096, "TRUNCATE", "NONE"),
+    (4096, "PERSIST", "NONE"),
+    (4096, "DELETE", "NONE"),
+    (4096, "TRUNCATE", "FULL"),
+    (1024, "TRUNCATE", "NONE"),
+    (2048, "TRUNCATE", "NONE"),
+    (8192, "TRUNCATE", "NONE"),
+)
+LAYOUT_COMMITS: Final = 40
+
+
+def _layout(workdir: Path, layout: tuple[int, str, str], per_commit: int, size: int) -> float:
+    """Return bytes written per row to an outbox file of ``layout`` (page size, journal mode,
+    auto_vacuum), ``per_commit`` rows of ``size`` payload bytes per commit."""
+    page_size, journal, vacuum = layout
+    path = workdir / f"outbox-{page_size}-{journal}-{vacuum}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in (
+            f"PRAGMA page_size={page_size}",
+            f"PRAGMA auto_vacuum={vacuum}",
+            f"PRAGMA journal_mode={journal}",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA secure_delete=FAST",
+        ):
+            db.execute(pragma)
+        db.executescript(BOX_SCHEMA)
+        db.executemany(
+            "INSERT INTO routes VALUES (?, ?, ?, 'telemetry.environment', 0, 86401)",
+            [
+                (i, f"consentgate/{HUB_ID}/data/{i:016x}/telemetry.environment", f"{i:016x}")
+                for i in range(500)
+            ],
+        )
+        now, next_id = int(time.time()), 1
+
+        def commit() -> None:
+            nonlocal next_id
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO outbox (id, route, epoch, created, payload) VALUES (?, ?, 3, ?, ?)",
+                [(next_id + k, k % 500, now, os.urandom(size)) for k in range(per_commit)],
+            )
+            db.execute("COMMIT")
+            next_id += per_commit
+
+        for _ in range(5):  # the table has interior pages, as after a few seconds of outage
+            commit()
+        before = _write_bytes(os.getpid())
+        for _ in range(LAYOUT_COMMITS):
+            commit()
+        return (_write_bytes(os.getpid()) - before) / (per_commit * LAYOUT_COMMITS)
+    finally:
+        db.close()
+
+
+def _layouts(workdir: Path, per_commit: int, size: int) -> dict[str, float]:
+    """Return bytes written per row for every layout of ``LAYOUTS``."""
+    workdir.mkdir()
+    return {
+        f"{p} B pages, {j}, auto_vacuum {v}": _layout(workdir, (p, j, v), per_commit, size)
+        for p, j, v in LAYOUTS
+    }
+
+
 def _fsyncs_per_ack(daemon: DaemonProcess, counter: Counter, acks: int = 10) -> dict[str, Any]:
     if shutil.which("strace") is None:
         return {"fsyncs_per_ack": None}
@@ -194,6 +266,8 @@ def measure(devices: int, rate: float, seconds: float) -> dict[str, Any]:
             grouped |= _acks_alone(workdir / "acks", broker)
         finally:
             broker.stop()
+        per_commit = max(1, round(grouped["outage_records_queued"] / seconds))
+        layouts = _layouts(workdir / "layouts", per_commit, round(grouped["record_size_b"]))
     per_day = grouped["bytes_written_per_s"] * 86400
     return {
         "devices": devices,
@@ -202,6 +276,7 @@ def measure(devices: int, rate: float, seconds: float) -> dict[str, Any]:
         "group_commit": grouped,
         "every_batch": each,
         "saving": each["bytes_per_record"] / max(1e-9, grouped["bytes_per_record"]),
+        "outbox_layouts_bytes_per_record": layouts,
         "gb_written_per_day": per_day / 1e9,
         "card_years_32gb": CARD_BYTES * CARD_FULL_WRITES / max(1.0, per_day) / 365,
     }
@@ -235,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'bytes written per record queued, outage (B)':46} {g['outage_bytes_per_record']:10.0f}  "
         f"{ratio:.2f} x limit (2 x record = {limit:.0f} B): {'ok' if ratio <= 1 else 'MISSED'}"
     )
+    for name, per_row in r["outbox_layouts_bytes_per_record"].items():
+        print(f"{'  outbox alone, ' + name:46} {per_row:10.0f}  {per_row / limit:.2f} x limit")
     if g.get("fsyncs_per_ack") is not None:
         print(f"{'fsyncs per acknowledged change, all its work':46} {g['fsyncs_per_ack']:10.1f}")
     print(

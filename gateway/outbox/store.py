@@ -448,7 +448,7 @@ class Outbox:
         async with transaction(self._box):
             await self.write_pending()
             return removed + await self._delete_where(
-                f"expires <= ? AND {table.RECORDS}", (moment,)
+                f"{table.EXPIRED} AND {table.RECORDS}", (moment,)
             )
 
     async def _delete_where(self, where: str, args: tuple[object, ...]) -> int:

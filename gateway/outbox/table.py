@@ -2,11 +2,11 @@
 and epoch announcements in the main database.
 
 Called by ``gateway.outbox.store`` inside its transactions; nothing else runs SQL on these
-tables. A row holds what differs per record (its id, route, epoch, times in whole seconds and
-the sealed payload, about 20 bytes beside the payload); what many rows share (topic, device,
-category, retain) is a route, written once. No secondary index on ``outbox``: every index
-costs on each insert and delete of the hot path, while purges (consent withdrawal, erasure,
-retention) are rare and scan the table.
+tables. A row holds what differs per record (its id, route, epoch, creation second and the
+sealed payload: about 20 bytes beside the payload); what many rows share (topic, device,
+category, retain, time to live) is a route, written once. No secondary index on ``outbox``:
+every index costs on each insert and delete of the hot path, while purges (consent
+withdrawal, erasure, retention) are rare and scan the table.
 """
 
 from __future__ import annotations
@@ -41,21 +41,22 @@ CREATE TABLE IF NOT EXISTS epochs (
 """
 # In outbox.db. Row ids are given by the outbox (never reused while a tombstone names them:
 # gateway.outbox.store.Outbox.load), so no AUTOINCREMENT and its per-commit sqlite_sequence
-# write. Times are whole seconds: created rounded down, expires up (never destroyed early).
+# write. Times are whole seconds: a row expires at created + its route's ttl, created rounded
+# down and ttl up by a second more (never destroyed early, at most two seconds late).
 BOX_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS routes (
     id INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
     device TEXT NOT NULL,
     category TEXT NOT NULL,
-    retain INTEGER NOT NULL
+    retain INTEGER NOT NULL,
+    ttl INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     route INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
     created INTEGER NOT NULL,
-    expires INTEGER NOT NULL,
     payload BLOB NOT NULL
 );
 """
@@ -66,20 +67,25 @@ assert EPOCH_CATEGORY == "_epoch"  # the constant above spells it
 OF_DEVICE: Final = "route IN (SELECT id FROM routes WHERE device = ?)"
 OF_CATEGORY: Final = "route IN (SELECT id FROM routes WHERE category = ?)"
 OF_CATEGORY_DEVICE: Final = "route IN (SELECT id FROM routes WHERE category = ? AND device = ?)"
+EXPIRED: Final = "created + (SELECT ttl FROM routes WHERE routes.id = outbox.route) <= ?"
 
 
 class Route(NamedTuple):
-    """What rows share: where they are published, whose they are, what they hold."""
+    """What rows share: where they are published, whose they are, what they hold, how long
+    they live (whole seconds)."""
 
     topic: str
     device: str
     category: str
     retain: bool
+    ttl: int
 
 
 def route_of(row: OutboxRow) -> Route:
-    """Return the route of ``row``."""
-    return Route(row.topic, row.device, row.category, row.retain)
+    """Return the route of ``row``: its time to live rounded up so that the stored creation
+    second (rounded down) plus it is never before ``row.expires``."""
+    ttl = max(0, math.ceil(row.expires - row.created)) + 1
+    return Route(row.topic, row.device, row.category, row.retain, ttl)
 
 
 async def write_main(db: aiosqlite.Connection, batch: Batch) -> None:
@@ -104,9 +110,9 @@ async def write_routes(box: aiosqlite.Connection, routes: Iterable[tuple[int, Ro
     """Write new routes (inside the caller's transaction on ``box``)."""
     await _executemany(
         box,
-        "INSERT OR REPLACE INTO routes (id, topic, device, category, retain) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [(i, r.topic, r.device, r.category, int(r.retain)) for i, r in routes],
+        "INSERT OR REPLACE INTO routes (id, topic, device, category, retain, ttl) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, r.topic, r.device, r.category, int(r.retain), r.ttl) for i, r in routes],
     )
 
 
@@ -122,12 +128,8 @@ async def write_rows(box: aiosqlite.Connection, batch: Batch, routes: dict[int, 
     (purged meanwhile: the caller counts again)."""
     await _executemany(
         box,
-        "INSERT INTO outbox (id, route, epoch, created, expires, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (i, routes[i], r.epoch, math.floor(r.created), math.ceil(r.expires), r.payload)
-            for i, r in batch.rows.items()
-        ],
+        "INSERT INTO outbox (id, route, epoch, created, payload) VALUES (?, ?, ?, ?, ?)",
+        [(i, routes[i], r.epoch, math.floor(r.created), r.payload) for i, r in batch.rows.items()],
     )
     if not batch.deletes:
         return True
@@ -140,8 +142,8 @@ async def write_rows(box: aiosqlite.Connection, batch: Batch, routes: dict[int, 
 
 async def routes(box: aiosqlite.Connection) -> dict[Route, int]:
     """Return every stored route and its id."""
-    async with box.execute("SELECT id, topic, device, category, retain FROM routes") as cursor:
-        return {Route(t, d, c, bool(r)): int(i) async for i, t, d, c, r in cursor}
+    async with box.execute("SELECT id, topic, device, category, retain, ttl FROM routes") as cursor:
+        return {Route(t, d, c, bool(r), int(ttl)): int(i) async for i, t, d, c, r, ttl in cursor}
 
 
 async def delete_routes(box: aiosqlite.Connection, device: str | None) -> list[int]:
@@ -257,7 +259,7 @@ async def groups(
         where, args = where + " AND r.device = ?", [*args, device]
     async with box.execute(
         "SELECT r.device, r.category, COUNT(*), SUM(LENGTH(o.payload)), MIN(o.created), "  # noqa: S608 - constant clauses, values bound
-        "MAX(o.created), MIN(o.expires) FROM outbox o JOIN routes r ON r.id = o.route "
+        "MAX(o.created), MIN(o.created + r.ttl) FROM outbox o JOIN routes r ON r.id = o.route "
         f"WHERE {where} GROUP BY r.device, r.category",
         tuple(args),
     ) as cursor:

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "consentgate.db"
 OUTBOX_FILE: Final = "outbox.db"
-OUTBOX_FORMAT: Final = 2  # PRAGMA user_version of outbox.db: its row format
+OUTBOX_FORMAT: Final = 3  # PRAGMA user_version of outbox.db: its row format
 # Beside the database once it was created: its absence tells a first start from a lost file.
 CREATED_MARK: Final = "consentgate.db.created"
 RETRY_S: Final = 1.0

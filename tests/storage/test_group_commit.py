@@ -121,3 +121,34 @@ async def test_a_large_group_commit_is_written_in_chunks(db: aiosqlite.Connectio
     assert await outbox.commit() == 2500
     assert outbox.commits - before == 3  # a waiting withdrawal waits for one chunk at most
     assert await on_disk(db) == 2500
+
+
+async def test_a_record_on_disk_expires_never_before_its_time_and_at_most_two_seconds_after(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox = await make(db)
+    created, expires = 1_000.7, 1_010.2  # whole seconds on disk: created 1000, ttl 11
+    record = OutboxRow(
+        "cg/h/data/x/t", bytes(100), "x", "telemetry.environment", 1, created, expires
+    )
+    await outbox.append([record])
+    await outbox.commit()
+    assert await outbox.expire(now=expires - 0.01) == 0
+    assert await outbox.expire(now=expires + 2.0) == 1
+    assert await on_disk(db) == 0
+
+
+async def test_rows_on_disk_name_their_topic_device_and_category_once_in_a_route(
+    db: aiosqlite.Connection,
+) -> None:
+    outbox = await make(db)
+    await outbox.append([row(i % 3) for i in range(30)])  # three devices, one category
+    await outbox.commit()
+    async with outbox.box.execute("SELECT COUNT(*) FROM routes") as cursor:
+        assert await cursor.fetchone() == (3,)
+    again = await make(db)  # as after a restart: what it sends comes from the disk
+    sent = await again.fetch_after(0, 100)
+    assert len(sent) == 30
+    assert [(p.topic, p.device) for p in sent[:3]] == [
+        (f"cg/h/data/{i:016x}/t", f"{i:016x}") for i in range(3)
+    ]
