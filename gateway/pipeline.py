@@ -85,19 +85,38 @@ def classify(
 ) -> list[Observation]:
     """Split each reading's fields by data category; unmapped fields are dropped and counted."""
     out: list[Observation] = []
+    layouts: dict[tuple[str, tuple[str, ...]], _Layout] = {}
+    unmapped = 0
     for reading in readings:
-        groups: dict[str, dict[str, Value]] = {}
-        for name, value in reading.fields.items():
-            category = field_category(reading.driver, name)
-            if category is None:
-                counters.inc("dropped.unmapped_field")
-                continue
-            groups.setdefault(category, {})[name] = value
-        out.extend(
-            Observation(reading.device, category, reading.ts, fields)
-            for category, fields in groups.items()
-        )
+        fields = reading.fields
+        key = (reading.driver, tuple(fields))
+        layout = layouts.get(key)
+        if layout is None:  # a driver's readings share a few field sets: classified once each
+            layout = layouts[key] = _layout(reading.driver, key[1], field_category)
+        groups, dropped = layout
+        unmapped += dropped
+        for category, names in groups:
+            values = fields if len(names) == len(fields) else {n: fields[n] for n in names}
+            out.append(Observation(reading.device, category, reading.ts, values))
+    if unmapped:
+        counters.inc("dropped.unmapped_field", unmapped)
     return out
+
+
+_Layout = tuple[tuple[tuple[str, tuple[str, ...]], ...], int]
+"""((category, its field names), ...) of one field set, and how many of its fields are unmapped."""
+
+
+def _layout(driver: str, names: tuple[str, ...], field_category: FieldCategory) -> _Layout:
+    groups: dict[str, list[str]] = {}
+    unmapped = 0
+    for name in names:
+        category = field_category(driver, name)
+        if category is None:
+            unmapped += 1
+        else:
+            groups.setdefault(category, []).append(name)
+    return tuple((category, tuple(group)) for category, group in groups.items()), unmapped
 
 
 def consent_gate(policy: ConsentPolicy, counters: Counters) -> Stage:
@@ -105,11 +124,15 @@ def consent_gate(policy: ConsentPolicy, counters: Counters) -> Stage:
 
     def gate(observations: list[Observation]) -> list[Observation]:
         kept = []
+        dropped: dict[str, int] = {}
+        decide = policy.decide
         for obs in observations:
-            if policy.decide(obs.device, obs.category) == OFF:
-                counters.inc(f"dropped.{obs.category}")
+            if decide(obs.device, obs.category) == OFF:
+                dropped[obs.category] = dropped.get(obs.category, 0) + 1
             else:
                 kept.append(obs)
+        for category, count in dropped.items():  # one count per category and batch
+            counters.inc(f"dropped.{category}", count)
         return kept
 
     return gate

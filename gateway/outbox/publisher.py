@@ -144,7 +144,10 @@ class Publisher:
             if free < self._window // 4:
                 await self._sleep_until_woken()
                 continue
-            rows = await self._outbox.fetch_after(last_id, free)
+            # nothing is newer than the newest row appended: no database round trip to find
+            # it out (at everyday load, one per burst)
+            newer = last_id < self._outbox.last_id
+            rows = await self._outbox.fetch_after(last_id, free) if newer else []
             self._update_room(last_id)
             if not rows:
                 self._flush_acks()

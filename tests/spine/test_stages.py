@@ -42,6 +42,23 @@ def test_unknown_driver_drops_every_field() -> None:
     assert counters.get("dropped.unmapped_field") == 1
 
 
+def test_a_batch_is_classified_reading_by_reading_whatever_fields_they_share() -> None:
+    counters = Counters()
+    readings = [
+        Reading("a" * 16, "d", 1.0, {"temperature": 20.0, "mystery": 1}),
+        Reading("b" * 16, "d", 2.0, {"temperature": 21.0, "mystery": 2}),  # the same field set
+        Reading("c" * 16, "other", 3.0, {"temperature": 22.0}),  # same names, unknown driver
+        Reading("d" * 16, "d", 4.0, {"latitude": 1.0, "longitude": 2.0}),  # one whole category
+    ]
+    out = classify(readings, lookup, counters)
+    assert [(o.device[0], o.category, dict(o.fields)) for o in out] == [
+        ("a", "telemetry.environment", {"temperature": 20.0}),
+        ("b", "telemetry.environment", {"temperature": 21.0}),
+        ("d", "location.precise", {"latitude": 1.0, "longitude": 2.0}),
+    ]
+    assert counters.get("dropped.unmapped_field") == 3
+
+
 def observations() -> list[Observation]:
     return [
         Observation("d1", c, 1.0, {"v": 1})
