@@ -194,7 +194,9 @@ def _layouts(workdir: Path, per_commit: int, size: int) -> dict[str, float]:
     """Return bytes written per row for every layout of ``LAYOUTS``."""
     workdir.mkdir()
     return {
-        f"{p} B pages, {j}, auto_vacuum {v}": _layout(workdir, (p, j, v), per_commit, size)
+        f"{p} B pages, {j.lower()}{', auto_vacuum' if v == 'FULL' else ''}": _layout(
+            workdir, (p, j, v), per_commit, size
+        )
         for p, j, v in LAYOUTS
     }
 
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{ratio:.2f} x limit (2 x record = {limit:.0f} B): {'ok' if ratio <= 1 else 'MISSED'}"
     )
     for name, per_row in r["outbox_layouts_bytes_per_record"].items():
-        print(f"{'  outbox alone, ' + name:46} {per_row:10.0f}  {per_row / limit:.2f} x limit")
+        print(f"{'  outbox file alone, ' + name:46} {per_row:10.0f}  {per_row / limit:.2f} x limit")
     if g.get("fsyncs_per_ack") is not None:
         print(f"{'fsyncs per acknowledged change, all its work':46} {g['fsyncs_per_ack']:10.1f}")
     print(
