@@ -13,8 +13,9 @@ kernel wrote to storage for it (``/proc/<pid>/io`` ``write_bytes``) over three w
    record size measured in this run.
 
 The outbox file's layout is then measured on its own (no daemon): the bytes written per row
-for each page size and journal mode (and ``auto_vacuum=FULL``) when the rows of the outage's
-rate are committed once a second, with the row format of gateway/outbox/table.py.
+for each page size and journal mode (and ``auto_vacuum=FULL``, and a cache of 10 pages) when
+the rows of the outage's rate are committed once a second, with the row format of
+gateway/outbox/table.py.
 
 Then, on a hub with no devices (nothing else to write), 10 acknowledged changes (``try_now``
 on/off) are sent while ``strace -c`` counts the daemon's fsync/fdatasync calls; the same window
@@ -132,24 +133,26 @@ def _outage(
     }
 
 
-# (page size, journal mode, auto_vacuum): the layout the outbox uses first
+# (page size, journal mode, auto_vacuum, cache_size in pages or 0 for the default): the layout
+# the outbox uses first
 LAYOUTS: Final = (
-    (4096, "TRUNCATE", "NONE"),
-    (4096, "PERSIST", "NONE"),
-    (4096, "DELETE", "NONE"),
-    (4096, "TRUNCATE", "FULL"),
-    (1024, "TRUNCATE", "NONE"),
-    (2048, "TRUNCATE", "NONE"),
-    (8192, "TRUNCATE", "NONE"),
+    (4096, "TRUNCATE", "NONE", 0),
+    (4096, "PERSIST", "NONE", 0),
+    (4096, "DELETE", "NONE", 0),
+    (4096, "TRUNCATE", "FULL", 0),
+    (4096, "TRUNCATE", "NONE", 10),
+    (1024, "TRUNCATE", "NONE", 0),
+    (2048, "TRUNCATE", "NONE", 0),
+    (8192, "TRUNCATE", "NONE", 0),
 )
 LAYOUT_COMMITS: Final = 40
 
 
-def _layout(workdir: Path, layout: tuple[int, str, str], per_commit: int, size: int) -> float:
+def _layout(workdir: Path, layout: tuple[int, str, str, int], per_commit: int, size: int) -> float:
     """Return bytes written per row to an outbox file of ``layout`` (page size, journal mode,
-    auto_vacuum), ``per_commit`` rows of ``size`` payload bytes per commit."""
-    page_size, journal, vacuum = layout
-    path = workdir / f"outbox-{page_size}-{journal}-{vacuum}.db"
+    auto_vacuum, cache_size), ``per_commit`` rows of ``size`` payload bytes per commit."""
+    page_size, journal, vacuum, cache = layout
+    path = workdir / f"outbox-{page_size}-{journal}-{vacuum}-{cache}.db"
     db = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in (
@@ -158,6 +161,7 @@ def _layout(workdir: Path, layout: tuple[int, str, str], per_commit: int, size: 
             f"PRAGMA journal_mode={journal}",
             "PRAGMA synchronous=FULL",
             "PRAGMA secure_delete=FAST",
+            *([f"PRAGMA cache_size={cache}"] if cache else []),
         ):
             db.execute(pragma)
         db.executescript(BOX_SCHEMA)
@@ -193,12 +197,13 @@ def _layout(workdir: Path, layout: tuple[int, str, str], per_commit: int, size: 
 def _layouts(workdir: Path, per_commit: int, size: int) -> dict[str, float]:
     """Return bytes written per row for every layout of ``LAYOUTS``."""
     workdir.mkdir()
-    return {
-        f"{p} B pages, {j.lower()}{', auto_vacuum' if v == 'FULL' else ''}": _layout(
-            workdir, (p, j, v), per_commit, size
-        )
-        for p, j, v in LAYOUTS
+    names = {
+        layout: f"{layout[0]} B pages, {layout[1].lower()}"
+        + (", auto_vacuum" if layout[2] == "FULL" else "")
+        + (f", cache {layout[3]} pages" if layout[3] else "")
+        for layout in LAYOUTS
     }
+    return {names[layout]: _layout(workdir, layout, per_commit, size) for layout in LAYOUTS}
 
 
 def _fsyncs_per_ack(daemon: DaemonProcess, counter: Counter, acks: int = 10) -> dict[str, Any]:
