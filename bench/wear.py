@@ -135,7 +135,7 @@ def _outage(
 
 # (page size, journal mode, auto_vacuum, cache_size in pages or 0 for the default): the layout
 # the outbox uses first
-LAYOUTS: Final = (
+LAYOUTS: Final[tuple[tuple[int, str, str, int], ...]] = (
     (4096, "TRUNCATE", "NONE", 0),
     (4096, "PERSIST", "NONE", 0),
     (4096, "DELETE", "NONE", 0),
