@@ -3,6 +3,8 @@ internals moved."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -11,19 +13,43 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.mqtt.writes import BurstWriter, compatible, remaining_length
 
+_OPEN: list[socket.socket] = []
 
-class _Socket:
-    """Stands in for a connected socket: nothing is sent, packets stay queued."""
 
-    def close(self) -> None:
-        """Nothing to close."""
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 def _client(protocol: MQTTProtocolVersion) -> Any:
+    """A paho client whose socket is one end of a socket pair (``client.peer``, the other)."""
     client: Any = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
-    client._sock = _Socket()
-    client._call_socket_register_write = lambda: None
+    client._sock, client.peer = socket.socketpair()
+    _OPEN.extend((client._sock, client.peer))
+    # as under aiomqtt: paho asks the event loop for a writer instead of writing itself
+    client.on_socket_register_write = lambda *_: None
+    client.on_socket_unregister_write = lambda *_: None
+    client._sock.setblocking(False)
+    client.peer.setblocking(False)
     return client
+
+
+def _received(client: Any) -> bytes:
+    """Read what reached the peer, letting paho write what it still queues (as the event
+    loop's writer would)."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = client.peer.recv(1 << 20)
+        except BlockingIOError:
+            chunk = b""
+        out += chunk
+        if client.want_write():
+            client.loop_write()
+        elif not chunk:
+            return bytes(out)
 
 
 def _paho_bytes(client: Any, mid: int, topic: str, payload: bytes, retain: bool) -> bytes:
@@ -53,13 +79,34 @@ def test_a_burst_is_paho_s_packets_back_to_back(protocol: MQTTProtocolVersion, s
     ]
     mids = [writer.add(topic, payload, retain) for topic, payload, retain in packets]
     assert writer.flush()
-    blob = client._out_packet[-1]["packet"]
+    blob = _received(client)
     reference = _client(protocol)
     expected = b"".join(
         _paho_bytes(reference, mid, topic, payload, retain)
         for mid, (topic, payload, retain) in zip(mids, packets, strict=True)
     )
     assert blob == expected
+
+
+def test_a_burst_is_written_at_once_when_nothing_of_paho_s_waits() -> None:
+    client = _client(paho.MQTTv5)
+    writer = BurstWriter(client)
+    writer.add("t", b"x" * 100, False)
+    assert writer.flush()
+    assert len(client.peer.recv(1 << 16)) == 2 + 3 + 2 + 1 + 100  # no writer was needed
+    assert not client.want_write()
+
+
+def test_a_burst_waits_behind_what_paho_queued_before() -> None:
+    client = _client(paho.MQTTv5)
+    client.publish("first", b"paho's", qos=1)  # queued; paho waits for the loop's writer
+    writer = BurstWriter(client)
+    writer.add("second", b"burst", False)
+    assert writer.flush()
+    with pytest.raises(BlockingIOError):
+        client.peer.recv(1 << 16)  # nothing overtook paho's packet
+    sent = _received(client)
+    assert sent.index(b"paho's") < sent.index(b"burst")
 
 
 def test_packet_ids_skip_those_paho_has_in_flight() -> None:
