@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
 
+from gateway.mqtt.paho_private import disconnected, paho_of, queue_acks, take_publishes
 from gateway.mqtt.reads import buffer_reads, parse_publish
 
 _PUBACK: Final = struct.Struct("!BBH")  # MQTT 3.1.1 / 5 section 3.4: no reason code = success
@@ -55,12 +55,12 @@ class Inbox:
         self._client = client
         self._arrived: list[Delivery] = []
         self._waiter: asyncio.Future[None] | None = None
-        state: Any = client._client  # paho's private packet state, as reads.py uses it
-        self._state = state
-        self._decode: Callable[[], MQTTErrorCode] = state._handle_publish
-        state._handle_publish = self._on_publish
-        state.on_message = self._on_paho_message  # what paho still decodes itself
-        buffer_reads(client._client)
+        under = paho_of(client)
+        self._paho = under
+        self._v5 = under.protocol == paho.MQTTv5
+        take_publishes(under, self._on_publish)
+        under.on_message = self._on_paho_message  # what paho still decodes itself
+        buffer_reads(under)
 
     def __len__(self) -> int:
         """Return how many deliveries wait to be taken."""
@@ -72,15 +72,15 @@ class Inbox:
         Raises aiomqtt.MqttError once the connection is lost and nothing is left to take.
         """
         while not self._arrived:
-            disconnected = self._client._disconnected
-            if disconnected.done():
+            ended = disconnected(self._client)
+            if ended.done():
                 raise aiomqtt.MqttError("Disconnected during message iteration") from (
-                    disconnected.exception()
+                    ended.exception()
                 )
             loop = asyncio.get_running_loop()
             self._waiter = waiter = loop.create_future()
             try:
-                await asyncio.wait((waiter, disconnected), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((waiter, ended), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 self._waiter = None
         batch = self._arrived[:max_batch]
@@ -91,7 +91,7 @@ class Inbox:
         """Queue the PUBACKs of QoS 1 packets ``mids`` as one write (paho sends it)."""
         if mids:
             packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
-            self._state._packet_queue(paho.PUBACK, packet, 0, 1)
+            queue_acks(self._paho, packet)
 
     def _add(self, delivery: Delivery) -> None:
         self._arrived.append(delivery)
@@ -99,21 +99,13 @@ class Inbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_publish(self) -> MQTTErrorCode:
-        state = self._state
-        header = state._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        if qos > 1:
-            return self._decode()
-        parsed = parse_publish(state._in_packet["packet"], qos, state._protocol == paho.MQTTv5)
+    def _on_publish(self, packet: bytes, qos: int) -> int | None:
+        parsed = parse_publish(packet, qos, self._v5)
         if parsed is None:
-            return self._decode()
+            return None  # paho decodes it (and says what is wrong with it)
         topic, mid, _response, _correlation, payload = parsed
         self._add(Delivery(NOT_UTF8_TOPIC if topic is None else topic, payload, qos, mid))
-        if qos == 1 and not state._manual_ack:
-            sent: MQTTErrorCode = state._send_puback(mid)
-            return sent
-        return paho.MQTT_ERR_SUCCESS
+        return mid
 
     def _on_paho_message(self, _client: object, _userdata: object, message: Any) -> None:
         try:

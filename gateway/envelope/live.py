@@ -38,6 +38,7 @@ from gateway.envelope.pending import PendingRecords, ResendRequest, resend_paylo
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
 from gateway.envelope.topics import epoch_topic
 from gateway.errors import ConsentgateError
+from gateway.mqtt.paho_private import paho_of
 from gateway.sinks.base import Sink, StoredAnnouncement
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
@@ -229,7 +230,7 @@ def _client(
     )
     # aiomqtt has no manual acknowledgement of its own: paho's is switched on before connecting,
     # so even the messages a durable session replays at once are acknowledged only once stored.
-    client._client.manual_ack_set(True)
+    paho_of(client).manual_ack_set(True)
     return client
 
 

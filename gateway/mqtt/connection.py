@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig
 from gateway.errors import ConfigError
+from gateway.mqtt.paho_private import paho_of, queue_raw, retrieve_disconnection
 
 PUBLISH_TIMEOUT_S: Final = 10.0
 CLOSE_TIMEOUT_S: Final = 2.0
@@ -34,7 +35,7 @@ class Connection:
         self.lost = asyncio.Event()  # set when paho reports the loss or the link lets go
         self._quick = bytearray()  # QoS 0 packets of this turn of the event loop, encoded
         self._quick_flush: asyncio.Handle | None = None
-        on_paho_disconnect(client._client, self.lost.set)
+        on_paho_disconnect(paho_of(client), self.lost.set)
 
     @property
     def alive(self) -> bool:
@@ -46,7 +47,7 @@ class Connection:
         """Return the paho client under aiomqtt (the outbox publisher writes through it)."""
         # aiomqtt is built on paho's asyncio socket callbacks; publishing through paho directly
         # avoids aiomqtt's O(pending) per-publish bookkeeping (docs/performance.md).
-        return self.client._client
+        return paho_of(self.client)
 
     async def publish(
         self,
@@ -90,8 +91,7 @@ class Connection:
         self._quick_flush = None
         data, self._quick = bytes(self._quick), bytearray()
         if data and self.alive and self.paho.socket() is not None:
-            # command 0: raw bytes to paho, which then runs no callback for them
-            self.paho._packet_queue(0, data, 0, 0)
+            queue_raw(self.paho, data)  # raw bytes: paho runs no callback for them
 
     async def subscribe(self, topic: str) -> None:
         """Subscribe to ``topic`` at QoS 1 and wait for the SUBACK (same failures as publish)."""
@@ -134,15 +134,13 @@ async def close_client(client: aiomqtt.Client) -> None:
         async with asyncio.timeout(CLOSE_TIMEOUT_S):
             await client.__aexit__(None, None, None)
     except (aiomqtt.MqttError, TimeoutError, OSError):
-        sock = client._client.socket()
+        sock = paho_of(client).socket()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
     # A connection lost before anything read its messages leaves aiomqtt's disconnection error
     # unretrieved; the loss is already handled (and logged) by the caller.
-    disconnected = client._disconnected
-    if disconnected.done() and not disconnected.cancelled():
-        disconnected.exception()
+    retrieve_disconnection(client)
 
 
 def encode_publish(topic: str, payload: bytes, correlation: bytes | None, *, v5: bool) -> bytes:

@@ -48,6 +48,7 @@ from gateway.mqtt.connection import (
     response_properties,
     tls_params,
 )
+from gateway.mqtt.paho_private import disconnected, paho_of
 from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes, unsent_answers
 from gateway.mqtt.topics import Topics
 from gateway.tasks import reraise_if_cancelling
@@ -176,15 +177,14 @@ class MqttLink:
         )
         # paho formats a DEBUG line for every packet sent and received even when nothing
         # prints it; the hub logs its own events, so paho's per-packet log is switched off.
-        client._client.disable_logger()
-        buffer_reads(client._client)  # one recv per burst of PUBACKs, not three per PUBACK
-        client._client.on_message = self._on_message  # what take_publishes leaves to paho
-        take_publishes(client._client, self._on_publish)  # before any request can arrive
+        under = paho_of(client)
+        under.disable_logger()
+        buffer_reads(under)  # one recv per burst of PUBACKs, not three per PUBACK
+        under.on_message = self._on_message  # what take_publishes leaves to paho
+        take_publishes(under, self._on_publish)  # before any request can arrive
         if self._quiet is not None:
             elsewhere = self._answers_by.unsent_answers if self._answers_by else lambda: 0
-            hold_reads(
-                client._client, self._quiet, functools.partial(_read_failed, client), elsewhere
-            )
+            hold_reads(under, self._quiet, functools.partial(_read_failed, client), elsewhere)
         return client
 
     async def run(self) -> None:
@@ -308,9 +308,9 @@ class MqttLink:
 
 def _read_failed(client: aiomqtt.Client, exc: Exception) -> None:
     """End ``client``'s connection with ``exc``, as aiomqtt's own reader does."""
-    disconnected = client._disconnected
-    if not disconnected.done():
-        disconnected.set_exception(exc)
+    ended = disconnected(client)
+    if not ended.done():
+        ended.set_exception(exc)
 
 
 def control_link(

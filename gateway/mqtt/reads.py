@@ -40,10 +40,13 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+
+from gateway.mqtt import paho_private
+from gateway.mqtt.paho_private import handle_rc, packet_reader, replace_recv, unsent
 
 CHUNK: Final = 65536
 QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux
@@ -51,7 +54,6 @@ SLICE_S: Final = 0.002
 HOLD_MAX_S: Final = 1.0
 UNSENT_MAX: Final = 256 * 1024  # above the outbox publisher's window of records (250)
 ANSWERS_UNSENT_MAX: Final = 32 * 1024
-RAW: Final = 0  # paho's command field of the packets the hub queues as raw bytes (answers)
 DRAIN_POLL_S: Final = 0.002
 PublishHandler = Callable[[str, bytes, str | None, bytes | None], None]
 """``handler(topic, payload, response_topic, correlation)``: must return at once."""
@@ -68,8 +70,6 @@ _SUBSCRIPTION_ID: Final = 0x0B
 
 def buffer_reads(client: paho.Client) -> None:
     """Make ``client`` read its socket in chunks; its packets and callbacks stay the same."""
-    state: Any = client  # paho's private socket reader, replaced on this instance only
-    sock_recv: Callable[[int], bytes] = state._sock_recv
     pending = bytearray()  # one socket's bytes: the link makes a new client per connection
     resuming: list[asyncio.Handle] = []
 
@@ -85,12 +85,16 @@ def buffer_reads(client: paho.Client) -> None:
             # acknowledged; with the outbox's bursts the hub is often silent while it waits,
             # so a delayed ACK (up to 40 ms) would stall the window. Linux clears the flag
             # after use, so it is set again at every read.
-            with contextlib.suppress(OSError):
-                state._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            sock = client.socket()
+            with contextlib.suppress(OSError, AttributeError):  # AttributeError: closed
+                cast(socket.socket, sock).setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         if len(data) <= size:
             return data
         pending.extend(memoryview(data)[size:])
         return data[:size]
+
+    sock_recv = replace_recv(client, recv)
+    read_packet = packet_reader(client)
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
         # paho's loop_read reads as many packets as it has messages in flight (thousands of
@@ -98,12 +102,11 @@ def buffer_reads(client: paho.Client) -> None:
         # paho's own loop does it) until the socket is empty or the slice is over
         until = time.monotonic() + SLICE_S
         while True:
-            if state._sock is None:
+            if client.socket() is None:
                 return paho.MQTT_ERR_NO_CONN
-            rc: MQTTErrorCode = state._packet_read()
+            rc = read_packet()
             if rc > 0:
-                handled: MQTTErrorCode = state._loop_rc_handle(rc)
-                return handled
+                return handle_rc(client, rc)
             if rc == paho.MQTT_ERR_AGAIN:
                 return paho.MQTT_ERR_SUCCESS
             # bytes still in the socket make it readable again; buffered ones are resumed
@@ -122,21 +125,19 @@ def buffer_reads(client: paho.Client) -> None:
 
     def resume() -> None:
         resuming.clear()
-        if pending and state._sock is not None:
+        if pending and client.socket() is not None:
             with contextlib.suppress(OSError):  # paho has already handled the loss
                 # through the outermost reader (hold_reads, if any): buffered requests wait
                 # while a privacy-critical one runs, as those in the socket do
-                state.loop_read()
+                client.loop_read()
 
-    state._sock_recv = recv
-    state.loop_read = read
+    client.loop_read = read  # type: ignore[method-assign]
 
 
 def unsent_answers(client: paho.Client) -> int:
     """Return how many bytes of raw answers (``Connection.send_quick``) ``client`` has not
     written to its socket yet."""
-    state: Any = client
-    return sum(p["to_process"] for p in state._out_packet if p["command"] == RAW)
+    return unsent(client)[1]
 
 
 def hold_reads(
@@ -149,21 +150,15 @@ def hold_reads(
     ANSWERS_UNSENT_MAX bytes of raw answers (its own and ``answers_elsewhere()``: those queued
     on another connection) or UNSENT_MAX bytes in all wait to be written (at most HOLD_MAX_S at
     a time); ``on_error(exc)`` is told of a read that fails once reading resumes."""
-    state: Any = client  # paho's socket, as aiomqtt's reader callback reads it
-    loop_read: Callable[[int], MQTTErrorCode] = state.loop_read
+    loop_read: Callable[[int], MQTTErrorCode] = client.loop_read
     waiting: list[asyncio.Task[None]] = []
 
     def backlogged() -> bool:
-        total = 0
-        answers = answers_elsewhere()
-        for packet in state._out_packet:
-            total += packet["to_process"]
-            if packet["command"] == RAW:
-                answers += packet["to_process"]
-        return total > UNSENT_MAX or answers > ANSWERS_UNSENT_MAX
+        total, answers = unsent(client)
+        return total > UNSENT_MAX or answers + answers_elsewhere() > ANSWERS_UNSENT_MAX
 
     def read(max_packets: int = 1) -> MQTTErrorCode:
-        sock = state._sock
+        sock = client.socket()
         if (quiet.is_set() and not backlogged()) or waiting or sock is None:
             return loop_read(max_packets)
         loop = asyncio.get_running_loop()
@@ -176,45 +171,38 @@ def hold_reads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_MAX_S):
                 await quiet.wait()
-                while backlogged() and state._sock is sock:  # noqa: ASYNC110 - paho has no drain event
+                while backlogged() and client.socket() is sock:  # noqa: ASYNC110 - paho has no drain event
                     await asyncio.sleep(DRAIN_POLL_S)
         waiting.clear()
-        if state._sock is sock:  # still this connection's socket: read it again
-            loop.add_reader(sock.fileno(), reader)
+        current = client.socket()
+        if current is not None and current is sock:  # still this connection's: read it again
+            loop.add_reader(current.fileno(), reader)
             reader()  # what the receive buffer holds does not make the socket readable
 
     def reader() -> None:
         try:
-            state.loop_read()
+            client.loop_read()
         except Exception as exc:  # noqa: BLE001 - a broken socket, reported as aiomqtt does
             on_error(exc)
 
-    state.loop_read = read
+    client.loop_read = read  # type: ignore[method-assign]
 
 
 def take_publishes(client: paho.Client, handler: PublishHandler) -> None:
     """Make ``client`` call ``handler`` for each incoming QoS 0/1 PUBLISH it can decode itself
     (then acknowledged as paho would), instead of building paho's message objects."""
-    state: Any = client  # paho's private packet state, read as paho's own handler reads it
-    decode: Callable[[], MQTTErrorCode] = state._handle_publish
+    v5 = client.protocol == paho.MQTTv5
 
-    def handle() -> MQTTErrorCode:
-        header = state._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        if qos > 1:
-            return decode()
-        parsed = parse_publish(state._in_packet["packet"], qos, state._protocol == paho.MQTTv5)
+    def taker(packet: bytes, qos: int) -> int | None:
+        parsed = parse_publish(packet, qos, v5)
         if parsed is None:
-            return decode()
+            return None
         topic, mid, response_topic, correlation, payload = parsed
         if topic is not None:  # a topic that is not UTF-8 is nobody's request: acknowledged
             handler(topic, payload, response_topic, correlation)
-        if qos == 1 and not state._manual_ack:
-            rc: MQTTErrorCode = state._send_puback(mid)
-            return rc
-        return paho.MQTT_ERR_SUCCESS
+        return mid
 
-    state._handle_publish = handle
+    paho_private.take_publishes(client, taker)
 
 
 def parse_publish(packet: bytes, qos: int, v5: bool) -> _Parsed | None:

@@ -24,6 +24,7 @@ from gateway.counters import Counters
 from gateway.model import EPOCH_CATEGORY
 from gateway.mqtt.acks import FAILURE, SUCCESS, take_pubacks
 from gateway.mqtt.link import Connection, MqttLink
+from gateway.mqtt.paho_private import has_unsent
 from gateway.mqtt.writes import BurstWriter, compatible
 from gateway.outbox.rows import Pending
 from gateway.outbox.store import Outbox
@@ -230,10 +231,10 @@ class Publisher:
         connection = self._link.connection
         if connection is None:
             return
-        queue = connection.paho._out_packet
+        client = connection.paho
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(BARRIER_TIMEOUT_S):
-                while queue and connection.alive:  # noqa: ASYNC110 - paho has no drain event
+                while has_unsent(client) and connection.alive:  # noqa: ASYNC110 - paho has no drain event
                     await asyncio.sleep(0)
                 return
         logger.warning("socket did not drain; dropping the connection to discard queued packets")

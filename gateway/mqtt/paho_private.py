@@ -1,0 +1,217 @@
+"""The one module that reaches into paho's and aiomqtt's private state.
+
+The hub's fast paths (``gateway.mqtt.reads``, ``acks``, ``writes``, the consumer's
+``gateway.envelope.inbox``) replace a few of paho's per-packet steps and read its send queue;
+each does it through the small functions here, so everything they rely on is named in one
+place (``PAHO_REQUIRED``, ``AIOMQTT_REQUIRED``), ``compatible`` tells whether the installed
+versions still have it (a test fails on a version whose internals moved), and ruff's SLF rule
+forbids private access everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Final
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+PAHO_REQUIRED: Final = (
+    "_sock_recv",
+    "_packet_read",
+    "_loop_rc_handle",
+    "_in_packet",
+    "_handle_publish",
+    "_handle_pubackcomp",
+    "_send_puback",
+    "_manual_ack",
+    "_out_packet",
+    "_out_messages",
+    "_out_message_mutex",
+    "_inflight_messages",
+    "_max_inflight_messages",
+    "_update_inflight",
+    "_mid_generate",
+    "_packet_queue",
+    "_registered_write",
+    "_call_socket_register_write",
+)
+AIOMQTT_REQUIRED: Final = ("_client", "_disconnected")
+RAW: Final = 0  # the command field of packets queued as raw bytes (``queue_raw``)
+PUBLISH_QOS1: Final = 0x30 | 0x02  # PUBLISH, QoS 1 (MQTT section 3.3.1)
+
+PublishTaker = Callable[[bytes, int], int | None]
+"""``taker(packet, qos)``: the variable part of an incoming QoS 0/1 PUBLISH; return its packet
+id once taken, or None to leave the packet to paho's own decoder."""
+
+
+def compatible(client: paho.Client | aiomqtt.Client) -> bool:
+    """Return whether ``client`` (paho's or aiomqtt's) has every member the hub relies on."""
+    if isinstance(client, aiomqtt.Client):
+        return all(hasattr(client, n) for n in AIOMQTT_REQUIRED) and compatible(client._client)
+    return all(hasattr(client, name) for name in PAHO_REQUIRED)
+
+
+# --- aiomqtt ---------------------------------------------------------------------------------
+def paho_of(client: aiomqtt.Client) -> paho.Client:
+    """Return the paho client under ``client``."""
+    return client._client
+
+
+def disconnected(client: aiomqtt.Client) -> asyncio.Future[None]:
+    """Return ``client``'s future that completes (with the reason) when its connection ends."""
+    future: asyncio.Future[None] = client._disconnected
+    return future
+
+
+def retrieve_disconnection(client: aiomqtt.Client) -> None:
+    """Mark ``client``'s disconnection error as seen (the caller has handled the loss)."""
+    future = client._disconnected
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
+# --- reading ---------------------------------------------------------------------------------
+def replace_recv(client: paho.Client, recv: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """Make paho read its socket through ``recv(size)``; return paho's own reader."""
+    state: Any = client
+    previous: Callable[[int], bytes] = state._sock_recv
+    state._sock_recv = recv
+    return previous
+
+
+def packet_reader(client: paho.Client) -> Callable[[], MQTTErrorCode]:
+    """Return paho's "read one packet and handle it" step (``MQTT_ERR_AGAIN``: none yet)."""
+    state: Any = client
+    read: Callable[[], MQTTErrorCode] = state._packet_read
+    return read
+
+
+def handle_rc(client: paho.Client, rc: MQTTErrorCode) -> MQTTErrorCode:
+    """Let paho handle a failed read as its own loop does (disconnect, callbacks)."""
+    state: Any = client
+    handled: MQTTErrorCode = state._loop_rc_handle(rc)
+    return handled
+
+
+def take_publishes(client: paho.Client, taker: PublishTaker) -> None:
+    """Offer each incoming QoS 0/1 PUBLISH's bytes to ``taker`` before paho decodes it; what
+    it takes is acknowledged as paho would (unless manual acknowledgement is on)."""
+    state: Any = client
+    decode: Callable[[], MQTTErrorCode] = state._handle_publish
+
+    def handle() -> MQTTErrorCode:
+        packet = state._in_packet
+        qos = (packet["command"] & 0x06) >> 1
+        mid = taker(packet["packet"], qos) if qos <= 1 else None
+        if mid is None:
+            return decode()
+        if qos == 1 and not state._manual_ack:
+            rc: MQTTErrorCode = state._send_puback(mid)
+            return rc
+        return paho.MQTT_ERR_SUCCESS
+
+    state._handle_publish = handle
+
+
+def take_pubacks(
+    client: paho.Client, mine: Callable[[int], bool], on_ack: Callable[[int, int], None]
+) -> None:
+    """Call ``on_ack(mid, reason)`` for each plain PUBACK (2 or 3 bytes) whose ``mine(mid)``
+    is true, doing paho's own bookkeeping for a message paho sent; leave the rest to paho."""
+    state: Any = client
+    decode: Callable[[str], MQTTErrorCode] = state._handle_pubackcomp
+
+    def handle(command: str) -> MQTTErrorCode:
+        packet = state._in_packet["packet"]
+        # 2 bytes: MQTT 3.1.1, or MQTT 5 success; 3 bytes: MQTT 5 with a reason byte.
+        if command != "PUBACK" or not 2 <= len(packet) <= 3:
+            return decode(command)
+        mid = (packet[0] << 8) | packet[1]
+        if not mine(mid):
+            return decode(command)
+        with state._out_message_mutex:
+            message = state._out_messages.pop(mid, None)
+        on_ack(mid, packet[2] if len(packet) == 3 else 0)
+        if message is None:  # sent as raw bytes (``queue_burst``): paho never knew it
+            return paho.MQTT_ERR_SUCCESS
+        message.info._set_as_published()
+        state._inflight_messages -= 1
+        if state._max_inflight_messages > 0:  # paho releases queued messages one per PUBACK
+            rc: MQTTErrorCode = state._update_inflight()
+            return rc
+        return paho.MQTT_ERR_SUCCESS
+
+    state._handle_pubackcomp = handle
+
+
+# --- writing ---------------------------------------------------------------------------------
+def unsent(client: paho.Client) -> tuple[int, int]:
+    """Return (all bytes, bytes of raw packets) paho has not written to its socket yet."""
+    state: Any = client
+    total = raw = 0
+    for packet in state._out_packet:
+        total += packet["to_process"]
+        if packet["command"] == RAW:
+            raw += packet["to_process"]
+    return total, raw
+
+
+def has_unsent(client: paho.Client) -> bool:
+    """Return whether paho still holds packets it has not written to its socket."""
+    state: Any = client
+    return bool(state._out_packet)
+
+
+def queue_raw(client: paho.Client, data: bytes) -> None:
+    """Queue ``data`` (whole encoded packets) behind what paho queued; paho runs no callback
+    for them."""
+    state: Any = client
+    state._packet_queue(RAW, data, 0, 0)
+
+
+def queue_acks(client: paho.Client, data: bytes) -> None:
+    """Queue ``data`` (encoded PUBACK packets) behind what paho queued, as one write."""
+    state: Any = client
+    state._packet_queue(paho.PUBACK, data, 0, 1)
+
+
+def next_mid(client: paho.Client) -> int:
+    """Return a new packet id, never one paho itself has in flight."""
+    state: Any = client
+    mid: int = state._mid_generate()
+    while mid in state._out_messages:
+        mid = state._mid_generate()
+    return mid
+
+
+def queue_burst(client: paho.Client, blob: bytes) -> bool:
+    """Write ``blob`` (QoS 1 PUBLISH packets) now if nothing of paho's waits, else queue it
+    behind; what the socket does not take waits for the event loop's writer. False if the
+    client has no connection."""
+    state: Any = client
+    if client.socket() is None:
+        return False
+    state._out_packet.append(
+        {
+            "command": PUBLISH_QOS1,
+            "mid": 0,
+            "qos": 1,  # paho completes only QoS 0 packets itself: nothing more to do
+            "pos": 0,
+            "to_process": len(blob),
+            "packet": blob,
+            "info": None,
+        }
+    )
+    if not state._registered_write:
+        # Nothing of paho's waits: write at once, on this thread (the event loop's). Asking
+        # aiomqtt for a writer instead costs a wake-up of the loop through its self-pipe
+        # (call_soon_threadsafe: two system calls and a turn of the loop) per burst.
+        with contextlib.suppress(OSError):  # a broken socket: paho's writer reports it
+            client.loop_write()  # what the socket does not take, paho registers itself
+            return True
+    state._call_socket_register_write()
+    return True
