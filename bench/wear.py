@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{ratio:.2f} x limit (2 x record = {limit:.0f} B): {'ok' if ratio <= 1 else 'MISSED'}"
     )
     for name, per_row in r["outbox_layouts_bytes_per_record"].items():
-        print(f"{'  outbox file alone, ' + name:46} {per_row:10.0f}  {per_row / limit:.2f} x limit")
+        print(f"  outbox file alone, {name:38} {per_row:6.0f}  {per_row / limit:.2f} x limit")
     if g.get("fsyncs_per_ack") is not None:
         print(f"{'fsyncs per acknowledged change, all its work':46} {g['fsyncs_per_ack']:10.1f}")
     print(

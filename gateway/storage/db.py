@@ -301,10 +301,12 @@ def on_rollback(db: aiosqlite.Connection, undo: Callable[[], None]) -> None:
 async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """Run the block's statements as one transaction: committed at the end, rolled back on error.
 
-    The hub shares one connection between its stores, and SQLite transactions belong to the
-    connection: without this lock one store's ``commit`` would commit another store's
-    half-written change. Every write goes through here. A transaction opened inside another
-    one by the same task joins it (one commit at the end of the outer block).
+    The hub shares one connection to the main database between its stores (the outbox has its
+    own to outbox.db, with its own lock), and SQLite transactions belong to the connection:
+    without this lock one store's ``commit`` would commit another store's half-written change.
+    Every write goes through here. A transaction opened inside another one on the same
+    connection by the same task joins it (one commit at the end of the outer block); one on
+    the other file's connection commits at the end of its own block.
 
     The commit is on stable storage when the block exits (``synchronous=FULL``). A storage
     fault rolls the transaction back, runs the ``on_rollback`` hooks and raises
