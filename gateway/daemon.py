@@ -25,24 +25,25 @@ from gateway.audit.log import AuditLog
 from gateway.changes import Changes
 from gateway.clock import HubClock
 from gateway.clockgate import ClockGate
+from gateway.commands.intake import open_intake
 from gateway.commands.router import Router
 from gateway.config import Config
 from gateway.consent.policy import ConsentPolicy
-from gateway.consent.store import load_policy_checked, save_policy
+from gateway.consent.store import load_policy_checked, persist_closed
 from gateway.counters import Counters
 from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
 from gateway.errors import ConfigError, StorageUnavailableError
 from gateway.governance import install_governance
-from gateway.mqtt.link import MqttLink, Request, control_link
+from gateway.mqtt.link import MqttLink
 from gateway.mqtt.topics import Topics
 from gateway.outbox.publisher import Publisher
 from gateway.outbox.purger import Purger
 from gateway.outbox.store import Outbox
 from gateway.pipeline import Pipeline
 from gateway.pseudonym import Pseudonymizer
-from gateway.storage.db import open_database, state_lost, transaction
+from gateway.storage.db import open_database, state_lost
 from gateway.systemd import notify, watchdog_interval
 from gateway.tasks import Loop, reraise_if_cancelling
 from gateway.transports import DeviceParts, open_devices
@@ -153,7 +154,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     await outbox.load()
     policy, problems = await load_policy_checked(db, state_lost=lost)
     if problems:
-        await _fail_closed(db, audit, policy, problems)
+        await persist_closed(db, audit, policy, problems)
     pseudonyms = Pseudonymizer.from_state_dir(state)
     topics = Topics(config.topic_root)
     last_epoch, prev_hash = await outbox.last_epoch()
@@ -246,21 +247,6 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     return hub
 
 
-async def _fail_closed(
-    db: aiosqlite.Connection, audit: AuditLog, policy: ConsentPolicy, problems: list[str]
-) -> None:
-    """Persist the closed consent state a damaged one was replaced by; log and audit it."""
-    for problem in problems:
-        logger.error(
-            "damaged state: %s; run `consentgate doctor --config FILE`, then restore a backup "
-            "or set consent again with consent/set",
-            problem,
-        )
-    async with transaction(db):
-        await save_policy(db, policy)
-        await audit.append("state.damaged", problems=problems)
-
-
 def _wire(hub: Hub) -> None:
     from gateway.commands.hub import register_hub_commands  # noqa: PLC0415 - avoids a cycle
     from gateway.consent.commands import register_consent_commands  # noqa: PLC0415
@@ -268,29 +254,7 @@ def _wire(hub: Hub) -> None:
     register_hub_commands(hub.router, hub)
     register_consent_commands(hub.router, hub, hub.known_device)
 
-    from gateway.commands.intake import CRITICAL, Intake  # noqa: PLC0415 - beside the commands
-
-    # the privacy-critical commands also come on a connection of their own, which no flood of
-    # other requests delays (gateway/mqtt/link.py, docs/control-plane.md)
-    control = control_link(
-        hub.config.mqtt, hub.topics, f"consentgate-{hub.config.hub_id}", CRITICAL
-    )
-    intake = Intake(
-        hub.router, hub.topics, hub.counters, hub.link.answer, control_send=control.answer
-    )
-
-    def on_request(request: Request) -> None:
-        # queued in its lane (privacy-critical commands never wait behind others), run and
-        # answered by the intake's workers; see gateway/commands/intake.py
-        intake.offer(request)
-
-    hub.link.on_request(on_request)
-    # the main link pauses while a critical request runs, and while the answers most of its
-    # requests get (on the control link) are not written yet
-    hub.link.yield_to(hub.router.quiet, answers_by=control)
-    control.on_request(on_request)
-    hub.loops["requests"] = intake.run
-    hub.loops["mqtt-control"] = control.run
+    hub.loops.update(open_intake(hub.link, hub.router, hub.topics, hub.counters, hub.config))
 
     async def on_connect(connection: Any) -> None:
         await connection.publish(hub.topics.consent, _json(hub.policy.snapshot()), retain=True)

@@ -45,10 +45,12 @@ from gateway.commands.router import (
     error_response,
     recover_transaction,
 )
+from gateway.config import Config
 from gateway.counters import Counters
 from gateway.errors import CommandError
-from gateway.mqtt.link import Request
+from gateway.mqtt.link import MqttLink, Request, control_link
 from gateway.mqtt.topics import Topics
+from gateway.tasks import Loop
 
 REFUSALS_MAX: Final = 1024
 COPY_WINDOW_S: Final = 120.0
@@ -344,3 +346,20 @@ def reply_topic_allowed(topics: Topics, topic: str) -> bool:
         or "\x00" in topic
         or len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES
     )
+
+
+def open_intake(
+    link: MqttLink, router: Router, topics: Topics, counters: Counters, config: Config
+) -> dict[str, Loop]:
+    """Take the hub's requests from ``link`` and from a control link of their own (the
+    privacy-critical commands, which no flood of other requests delays); return the loops to
+    run (docs/control-plane.md)."""
+    control = control_link(config.mqtt, topics, f"consentgate-{config.hub_id}", CRITICAL)
+    intake = Intake(router, topics, counters, link.answer, control_send=control.answer)
+    # queued in its lane, run and answered by the intake's workers
+    link.on_request(intake.offer)
+    control.on_request(intake.offer)
+    # the main link pauses while a critical request runs, and while the answers most of its
+    # requests get (on the control link) are not written yet
+    link.yield_to(router.quiet, answers_by=control)
+    return {"requests": intake.run, "mqtt-control": control.run}

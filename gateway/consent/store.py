@@ -8,11 +8,13 @@ such flag is taken as ``off`` and reported as a problem for the daemon to log an
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Final
 
 import aiosqlite
 
+from gateway.audit.log import AuditLog
 from gateway.consent.catalogue import FLAGS, OFF, STATES
 from gateway.consent.policy import ConsentPolicy
 from gateway.storage.db import get_meta, set_metas, transaction
@@ -26,6 +28,8 @@ CREATE TABLE IF NOT EXISTS consent (
 );
 """
 HUB_SCOPE: Final = ""
+
+logger = logging.getLogger(__name__)
 
 
 async def load_policy(db: aiosqlite.Connection) -> ConsentPolicy:
@@ -93,3 +97,18 @@ async def save_policy(db: aiosqlite.Connection, policy: ConsentPolicy) -> None:
                 "consent_version": str(policy.version).encode(),
             },
         )
+
+
+async def persist_closed(
+    db: aiosqlite.Connection, audit: AuditLog, policy: ConsentPolicy, problems: list[str]
+) -> None:
+    """Persist the closed consent state a damaged one was replaced by; log and audit it."""
+    for problem in problems:
+        logger.error(
+            "damaged state: %s; run `consentgate doctor --config FILE`, then restore a backup "
+            "or set consent again with consent/set",
+            problem,
+        )
+    async with transaction(db):
+        await save_policy(db, policy)
+        await audit.append("state.damaged", problems=problems)
