@@ -4,7 +4,6 @@ the wall clock while it runs by rewriting an offset file (``FAKETIME_TIMESTAMP_F
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import json
@@ -22,6 +21,7 @@ import pytest
 
 from gateway.config import Config, load_config
 from tests.support.hub import RecordSink, eventually, make_sink
+from tests.support.pump import pumping
 
 # A year, for the jumps.
 YEAR_S: Final = 365 * 86400
@@ -156,28 +156,14 @@ class Watcher:
         """Subscribe (persistent session, reconnecting) while the block runs."""
         root = self.sink.config.topic_root
 
-        async def pump() -> None:
-            while True:
-                client = aiomqtt.Client(
-                    "127.0.0.1", self.port, identifier=f"clock-test-{root}", clean_session=False
-                )
-                try:
-                    async with client:
-                        for suffix in ("epoch", "data/#", "health"):
-                            await client.subscribe(f"{root}/{suffix}", qos=1)
-                        async for message in client.messages:
-                            assert isinstance(message.payload, bytes)
-                            self.handle(str(message.topic), message.payload)
-                except aiomqtt.MqttError:
-                    await asyncio.sleep(0.05)
+        def client() -> aiomqtt.Client:
+            return aiomqtt.Client(
+                "127.0.0.1", self.port, identifier=f"clock-test-{root}", clean_session=False
+            )
 
-        task = asyncio.create_task(pump(), name="clock-test-consumer")
-        try:
+        topics = [f"{root}/{suffix}" for suffix in ("epoch", "data/#", "health")]
+        async with pumping(client, topics, self.handle, name="clock-test-consumer", retry_s=0.05):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def real_now() -> float:

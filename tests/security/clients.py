@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +10,7 @@ import aiomqtt
 
 from tests.security.conftest import PASSWORDS
 from tests.support.hub import RecordSink
+from tests.support.pump import pumping
 
 
 def credentials(user: str) -> dict[str, Any]:
@@ -23,24 +23,9 @@ async def consuming(sink: RecordSink, port: int, **client: Any) -> AsyncIterator
     """Feed ``sink`` from a shared subscription of the consumer role."""
     root = sink.config.topic_root
 
-    async def pump() -> None:
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    "127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, **client
-                ) as mqtt:
-                    await mqtt.subscribe(f"{root}/epoch", qos=1)
-                    await mqtt.subscribe(f"$share/cloud/{root}/data/#", qos=1)
-                    async for message in mqtt.messages:
-                        assert isinstance(message.payload, bytes)
-                        sink.handle(str(message.topic), message.payload)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
+    def mqtt() -> aiomqtt.Client:
+        return aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, **client)
 
-    task = asyncio.create_task(pump(), name="secure-consumer")
-    try:
+    topics = (f"{root}/epoch", f"$share/cloud/{root}/data/#")
+    async with pumping(mqtt, topics, sink.handle, name="secure-consumer"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -20,6 +20,7 @@ from gateway.envelope.keys import (
     load_recipient_private,
 )
 from gateway.envelope.session import Session
+from tests.support.pump import pumping
 
 
 def hub_config(tmp_path: Path, port: int, hub_id: str, **sections: dict[str, Any]) -> Config:
@@ -132,28 +133,14 @@ async def subscribed(consumer: RecordSink) -> AsyncIterator[asyncio.Task[None]]:
     """
     root = consumer.config.topic_root
 
-    async def pump() -> None:
-        while True:
-            client = aiomqtt.Client(
-                "127.0.0.1", consumer.port, identifier=f"test-consumer-{root}", clean_session=False
-            )
-            try:
-                async with client:
-                    await client.subscribe(f"{root}/epoch", qos=1)
-                    await client.subscribe(f"{root}/data/#", qos=1)
-                    async for message in client.messages:
-                        assert isinstance(message.payload, bytes)
-                        consumer.handle(str(message.topic), message.payload)
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.1)
+    def client() -> aiomqtt.Client:
+        return aiomqtt.Client(
+            "127.0.0.1", consumer.port, identifier=f"test-consumer-{root}", clean_session=False
+        )
 
-    task = asyncio.create_task(pump(), name="test-consumer")
-    try:
+    topics = (f"{root}/epoch", f"{root}/data/#")
+    async with pumping(client, topics, consumer.handle, name="test-consumer") as task:
         yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def eventually(
