@@ -31,6 +31,7 @@ from gateway.config import Config
 from gateway.consent.policy import ConsentPolicy
 from gateway.consent.store import load_policy_checked, persist_closed
 from gateway.counters import Counters
+from gateway.devices.model import UNPAIRED
 from gateway.envelope.alg import choose_alg
 from gateway.envelope.keys import hub_signing_key, load_recipient_public
 from gateway.envelope.sealer import Sealer
@@ -46,7 +47,7 @@ from gateway.pseudonym import Pseudonymizer
 from gateway.storage.db import open_database, state_lost
 from gateway.systemd import notify, watchdog_interval
 from gateway.tasks import Loop, reraise_if_cancelling
-from gateway.transports import DeviceParts, open_devices
+from gateway.transports import DeviceParts, open_registry, open_transports
 
 if TYPE_CHECKING:
     from gateway.devices.registry import DeviceRegistry
@@ -83,13 +84,10 @@ class Hub:
     clock: HubClock
     gate: ClockGate
     registry: DeviceRegistry
+    simulated: set[str]  # the simulated devices' pseudonyms (erased ones taken out)
+    known_device: Callable[[str], bool]  # whether a pseudonym is a paired or simulated device
     started: float = field(default_factory=time.monotonic)
-    simulated: set[str] = field(default_factory=set)
     loops: dict[str, Loop] = field(default_factory=dict)
-
-    def known_device(self, device: str) -> bool:
-        """Return whether ``device`` (a pseudonym) is a paired or simulated device of this hub."""
-        return device in self.simulated or self.registry.is_paired(device)
 
     def publish_devices_soon(self) -> None:
         """Queue the paired devices list for the retained devices topic (if connected)."""
@@ -186,6 +184,28 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     )
     link = MqttLink(config.mqtt, topics, client_id=f"consentgate-{config.hub_id}")
     publisher = Publisher(outbox, link, policy, counters, window=config.mqtt.max_inflight)
+    router = Router()
+    # the registry before the pipeline, which asks it which devices may report; the
+    # transports after it, which hand it their readings
+    parts = DeviceParts(
+        config=config,
+        db=db,
+        pseudonyms=pseudonyms,
+        policy=policy,
+        publisher=publisher,
+        outbox=outbox,
+        audit=audit,
+        counters=counters,
+        router=router,
+    )
+    devices = await open_registry(parts, stack)
+    registry = devices.registry
+    # the simulated devices' pseudonyms (an erasure takes them out: they report no more)
+    simulated = {pseudonyms.device(f"simulator-{i}") for i in range(config.simulator.devices)}
+
+    def known_device(device: str) -> bool:
+        return device in simulated or registry.is_paired(device)
+
     pipeline = Pipeline(
         policy=policy,
         sealer=gate,
@@ -194,29 +214,20 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         field_category=field_category,
         ttl=config.retention.ttl,
         keyed_hash=pseudonyms.keyed_hash,
+        known_device=known_device,
         aggregate_window_s=config.consent.aggregate_window_s,
         batch_size=config.outbox.batch_size,
         room=publisher.room,
     )
+    # an unpaired (or erased) device's open aggregate windows go at once
+    registry.subscribe(
+        lambda event: pipeline.forget_aggregates(event.device) if event.kind == UNPAIRED else None
+    )
+    await open_transports(parts, stack, devices, pipeline.submit)
     purger = Purger(db, outbox, counters, audit)
     changes = Changes(
         db=db, audit=audit, outbox=outbox, publisher=publisher, pipeline=pipeline, purger=purger
     )
-    router = Router()
-    # the registry and the transports: opened now, so the hub is complete when built
-    parts = DeviceParts(
-        config=config,
-        db=db,
-        pseudonyms=pseudonyms,
-        policy=policy,
-        pipeline=pipeline,
-        publisher=publisher,
-        outbox=outbox,
-        audit=audit,
-        counters=counters,
-        router=router,
-    )
-    devices = await open_devices(parts, stack)
     hub = Hub(
         config=config,
         topics=topics,
@@ -235,9 +246,10 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         changes=changes,
         clock=clock,
         gate=gate,
-        registry=devices.registry,
+        registry=registry,
+        simulated=simulated,
+        known_device=known_device,
     )
-    pipeline.known_device = hub.known_device
     _wire(hub)
     hub.loops.update(devices.loops)
     # the retained devices list follows pairings, and consent (a MAC is shown only with it)
@@ -277,11 +289,9 @@ def _wire(hub: Hub) -> None:
     if hub.config.simulator.devices:
         from drivers.simulator import Simulator  # noqa: PLC0415 - only when configured
 
-        devices = [
-            hub.pseudonyms.device(f"simulator-{i}") for i in range(hub.config.simulator.devices)
-        ]
-        hub.simulated.update(devices)
-        simulator = Simulator(devices, hub.config.simulator.rate_hz, hub.pipeline.submit)
+        config = hub.config.simulator
+        devices = [hub.pseudonyms.device(f"simulator-{i}") for i in range(config.devices)]
+        simulator = Simulator(devices, config.rate_hz, hub.pipeline.submit)
         hub.loops["simulator"] = simulator.run
 
 

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from gateway.consent.aggregate import Aggregator
 from gateway.consent.catalogue import (
@@ -70,13 +70,23 @@ class Sealing(Protocol):
 
 
 # --- stages ----------------------------------------------------------------------------------
+class _OfDevice(Protocol):
+    @property
+    def device(self) -> str:
+        """The device's pseudonym."""
+        ...
+
+
+_D = TypeVar("_D", bound=_OfDevice)
+
+
 def from_known_devices(
-    readings: Sequence[Reading], known: Callable[[str], bool], counters: Counters
-) -> Sequence[Reading]:
-    """Drop readings of devices that are not paired (any more); count them."""
-    kept = [r for r in readings if known(r.device)]
-    if len(kept) != len(readings):
-        counters.inc("dropped.unknown_device", len(readings) - len(kept))
+    items: Sequence[_D], known: Callable[[str], bool], counters: Counters
+) -> list[_D]:
+    """Drop readings (or observations) of devices that are not paired (any more); count them."""
+    kept = [r for r in items if known(r.device)]
+    if len(kept) != len(items):
+        counters.inc("dropped.unknown_device", len(items) - len(kept))
     return kept
 
 
@@ -228,14 +238,14 @@ class Pipeline:
         field_category: FieldCategory,
         ttl: Callable[[str], float],
         keyed_hash: Callable[[bytes], bytes],
+        known_device: Callable[[str], bool],
         aggregate_window_s: float = 300.0,
         batch_size: int = 1000,
         queue_size: int = QUEUE_SIZE,
         linger_s: float = LINGER_S,
         room: asyncio.Event | None = None,
     ) -> None:
-        # Which devices may report: set by the daemon once the registry exists.
-        self.known_device: Callable[[str], bool] = lambda _: True
+        self._known_device = known_device  # which devices may report (paired, simulated)
         self._sealer = sealer
         self._outbox = outbox
         self._counters = counters
@@ -307,7 +317,7 @@ class Pipeline:
         """Run ``readings`` through every stage and commit them; return rows committed."""
         async with self._commit_lock:
             observations = classify(
-                from_known_devices(readings, self.known_device, self._counters),
+                from_known_devices(readings, self._known_device, self._counters),
                 self._field_category,
                 self._counters,
             )
@@ -364,7 +374,9 @@ class Pipeline:
     async def commit_aggregates(self, now: float) -> int:
         """Seal and commit the aggregate windows that ended before ``now`` (monotonic)."""
         async with self._commit_lock:
-            return await self._commit(self._aggregator.due(now))
+            # a window of a device unpaired (or erased) meanwhile is dropped, never sealed
+            due = self._aggregator.due(now)
+            return await self._commit(from_known_devices(due, self._known_device, self._counters))
 
     def forget_aggregates(self, device: str | None = None) -> None:
         """Drop open aggregate windows (of ``device``): consent for them was withdrawn."""

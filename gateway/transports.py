@@ -1,7 +1,9 @@
 """Devices and how the hub reaches them: the registry, mDNS, BLE, and simulated BLE sensors.
 
-Opened on the daemon's exit stack after storage and before the loops run: the registry
-first, then the transports, so the transports close before the registry saves its state.
+Opened on the daemon's exit stack after storage and before the loops run: the registry first
+(``open_registry``: the pipeline asks it which devices may report, so it comes before the
+pipeline), then the transports (``open_transports``: they hand readings to the pipeline), so
+the transports close before the registry saves its state.
 Heavy imports (zeroconf, aiohttp, bleak, decoders) happen here, only for what is enabled.
 """
 
@@ -9,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.consent.store import save_policy
 from gateway.devices.bindkeys import BindKeys, register_bind_key_command
+from gateway.devices.commands import DeviceExtras, register_commands
 from gateway.secure.atrest import StorageCipher, load_storage_key
 from gateway.storage.db import transaction
 
@@ -27,9 +31,9 @@ if TYPE_CHECKING:
     from gateway.counters import Counters
     from gateway.devices.model import DeviceEvent
     from gateway.devices.registry import DeviceRegistry
+    from gateway.model import Reading
     from gateway.outbox.publisher import Publisher
     from gateway.outbox.store import Outbox
-    from gateway.pipeline import Pipeline
     from gateway.pseudonym import Pseudonymizer
     from gateway.tasks import Loop
 
@@ -38,14 +42,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class DeviceParts:
-    """The components the devices use: storage, consent, the data path (readings in, a
-    device's records out on unpairing), the audit log, and the router for their commands."""
+    """The components the devices use: storage, consent, the outbox and publisher (a device's
+    records out on unpairing), the audit log, and the router for their commands."""
 
     config: Config
     db: aiosqlite.Connection
     pseudonyms: Pseudonymizer
     policy: ConsentPolicy
-    pipeline: Pipeline
     publisher: Publisher
     outbox: Outbox
     audit: AuditLog
@@ -58,12 +61,14 @@ class Devices:
     """The opened registry and the loops it and the enabled transports run."""
 
     registry: DeviceRegistry
+    keys: BindKeys
+    cipher: StorageCipher
+    extras: DeviceExtras
     loops: dict[str, Loop] = field(default_factory=dict)
 
 
-async def open_devices(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> Devices:
-    """Open the registry and the enabled transports on ``stack``; register their commands."""
-    from gateway.devices.commands import DeviceExtras, register_commands  # noqa: PLC0415
+async def open_registry(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> Devices:
+    """Open the registry on ``stack`` and register the device commands."""
     from gateway.devices.registry import DeviceRegistry  # noqa: PLC0415
 
     discovery = parts.config.discovery
@@ -72,10 +77,10 @@ async def open_devices(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> 
     await keys.load()
 
     async def erase(device: str) -> None:
-        # unpair/erase: nothing of the device may leave any more, nothing of it stays.
-        # Synchronous, so no batch can be half-way through it; and not under the pipeline
-        # lock, which `erase` already holds when it unpairs.
-        parts.pipeline.forget_aggregates(device)
+        # unpair/erase: nothing of the device may leave any more, nothing of it stays (its
+        # readings already queued, and its open aggregate windows, are dropped by the
+        # pipeline: the device is not paired any more). Not under the pipeline lock, which
+        # `erase` already holds when it unpairs.
         await parts.publisher.barrier()
         async with transaction(parts.db):
             removed = await parts.outbox.purge_all(device)
@@ -92,8 +97,8 @@ async def open_devices(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> 
         on_erase=erase,
     )
     await stack.enter_async_context(registry)
-    devices = Devices(registry, registry.loops())
     extras = DeviceExtras()  # setup codes, candidates' details, release on unpair
+    devices = Devices(registry, keys, cipher, extras, registry.loops())
     register_commands(parts.router, registry, extras)
 
     def on_event(event: DeviceEvent) -> None:
@@ -105,6 +110,19 @@ async def open_devices(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> 
             )
 
     registry.subscribe(on_event)
+    return devices
+
+
+async def open_transports(
+    parts: DeviceParts,
+    stack: contextlib.AsyncExitStack,
+    devices: Devices,
+    submit: Callable[[Reading], bool],
+) -> None:
+    """Open the enabled transports on ``stack``, handing their readings to ``submit``; their
+    loops join ``devices.loops``."""
+    discovery = parts.config.discovery
+    registry = devices.registry
     if discovery.mdns.enabled:
         from gateway.discovery.homekit_keys import SealedPairings  # noqa: PLC0415
         from gateway.discovery.mdns import MdnsDiscovery  # noqa: PLC0415
@@ -113,27 +131,29 @@ async def open_devices(parts: DeviceParts, stack: contextlib.AsyncExitStack) -> 
             MdnsDiscovery(
                 discovery.mdns,
                 registry,
-                parts.pipeline.submit,
+                submit,
                 parts.counters,
-                extras=extras,
-                pairings=SealedPairings(parts.db, cipher),
+                extras=devices.extras,
+                pairings=SealedPairings(parts.db, devices.cipher),
             )
         )
     if discovery.ble.enabled:
-        await _open_ble(parts, stack, devices, keys)
-    return devices
+        await _open_ble(parts, stack, devices, submit)
 
 
 async def _open_ble(
-    parts: DeviceParts, stack: contextlib.AsyncExitStack, devices: Devices, keys: BindKeys
+    parts: DeviceParts,
+    stack: contextlib.AsyncExitStack,
+    devices: Devices,
+    submit: Callable[[Reading], bool],
 ) -> None:
     from gateway.discovery.ble import BleDiscovery  # noqa: PLC0415
 
-    registry = devices.registry
+    registry, keys = devices.registry, devices.keys
     common: dict[str, Any] = {
         "registry": registry,
         "policy": parts.policy,
-        "submit": parts.pipeline.submit,
+        "submit": submit,
         "counters": parts.counters,
     }
     simulated = parts.config.simulator.ble_devices
