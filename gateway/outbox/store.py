@@ -229,16 +229,18 @@ class Outbox:
         announcements and epoch counter in it; return rows written. A rollback of either
         puts its part back."""
         main = in_transaction(self._db)
-        batch = self._memory.take(limit, main=main)
-        if batch.main:
-            part = batch.main_part()
-            on_rollback(self._db, lambda: self._memory.put_back(part))
-            await table.write_main(self._db, part)
-        rows = batch.rows_part()
-        if not rows:
-            self._memory.written()
-            return 0
+        # taken under outbox.db's lock: one batch is being written at a time, and the publisher
+        # finds its rows in memory (``writing``) until they are committed
         async with transaction(self._box):
+            batch = self._memory.take(limit, main=main)
+            if batch.main:
+                part = batch.main_part()
+                on_rollback(self._db, lambda: self._memory.put_back(part))
+                await table.write_main(self._db, part)
+            rows = batch.rows_part()
+            if not rows:
+                self._memory.written()
+                return 0
             on_rollback(self._box, lambda: self._memory.put_back(rows))
             on_commit(self._box, self._memory.written)
             if not await table.write_rows(self._box, rows, await self._route_ids(rows)):
