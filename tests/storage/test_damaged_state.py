@@ -88,6 +88,23 @@ async def test_a_lost_database_takes_the_queued_records_with_it(
         assert not queued & _queued_payloads(config.state_dir)
 
 
+async def test_doctor_names_a_damaged_outbox_file_and_what_it_costs(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    config = hub_config(tmp_path, broker.port, "torn-queue")
+    async with running_hub(config):
+        pass
+    toml = _toml(config, tmp_path)
+    code, out = doctor(toml)
+    assert (code, "PROBLEM" in out) == (0, False)
+    assert "outbox.db integrity_check ok" in out
+    (config.state_dir / "outbox.db").write_bytes(b"not a database, after an SD-card fault" * 200)
+    code, out = doctor(toml)
+    assert code == 1
+    assert "queued records are lost" in out
+    assert "consent state readable" in out  # the consent state is not in that file
+
+
 async def test_an_unknown_consent_state_is_taken_as_off(broker: Mosquitto, tmp_path: Path) -> None:
     config = hub_config(tmp_path, broker.port, "flip")
     async with running_hub(config) as hub:
