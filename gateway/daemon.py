@@ -217,6 +217,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
         known_device=known_device,
         aggregate_window_s=config.consent.aggregate_window_s,
         batch_size=config.outbox.batch_size,
+        linger_s=config.outbox.linger_s,
         room=publisher.room,
     )
     # an unpaired (or erased) device's open aggregate windows go at once

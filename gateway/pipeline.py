@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 Stage = Callable[[list[Observation]], list[Observation]]
 FieldCategory = Callable[[str, str], str | None]
 QUEUE_SIZE: Final = 100_000
-# How long a reading may wait for others to fill a batch (latency bought for CPU per record).
-LINGER_S: Final = 0.1
 # Coarse location: coordinates rounded to 0.1 degree (about 11 km of latitude), city level.
 COARSE_DECIMALS: Final = 1
 
@@ -242,7 +240,7 @@ class Pipeline:
         aggregate_window_s: float = 300.0,
         batch_size: int = 1000,
         queue_size: int = QUEUE_SIZE,
-        linger_s: float = LINGER_S,
+        linger_s: float = 0.0,
         room: asyncio.Event | None = None,
     ) -> None:
         self._known_device = known_device  # which devices may report (paired, simulated)
