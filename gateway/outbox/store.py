@@ -36,15 +36,15 @@ import aiosqlite
 from gateway.audit.log import AuditLog
 from gateway.config import OutboxConfig
 from gateway.counters import Counters
-from gateway.envelope.format import announcement_hash
 from gateway.errors import StorageUnavailableError
 from gateway.model import EPOCH_CATEGORY, OutboxRow
 from gateway.outbox import overflow, table
+from gateway.outbox.announcements import EPOCH_KEY, PREV_KEY, Announcements
+from gateway.outbox.capacity import Capacity
 from gateway.outbox.memory import Batch, Unwritten
 from gateway.outbox.rows import Pending, QueuedGroup, Tombstone
 from gateway.storage.db import (
     OUTBOX_FORMAT,
-    get_meta,
     in_transaction,
     on_commit,
     on_rollback,
@@ -55,12 +55,10 @@ from gateway.storage.db import (
 
 logger = logging.getLogger(__name__)
 
-EPOCH_KEY: Final = "epoch"
-PREV_KEY: Final = "epoch_prev_hash"
 COMMIT_CHUNK: Final = 1000  # rows per group-commit transaction
 
 
-class Outbox:
+class Outbox(Capacity, Announcements):
     """Batched, bounded, group-committed storage of sealed rows (``outbox.db`` beside the main
     database ``db``, whose connection holds tombstones and announcements)."""
 
@@ -103,36 +101,12 @@ class Outbox:
         await self._recount()
         self._last_id = await table.highest_id(box, self._db)
         self._tombstones = await table.tombstones(self._db)
-        await self._catch_up_epoch()
-
-    async def _catch_up_epoch(self) -> None:
-        """An announcement's row commits before the main database's epoch counter (the two
-        files commit one after the other): after a power cut between them, take the counter
-        up to the queued announcement, so epoch numbers only go up."""
-        queued = await table.newest_announcement(self._box)
-        epoch, _ = await self.last_epoch()
-        if queued is None or queued[0] <= epoch:
-            return
-        number, payload, created = queued
-        async with transaction(self._db):
-            await table.write_main(
-                self._db,
-                Batch(
-                    meta={EPOCH_KEY: str(number).encode(), PREV_KEY: announcement_hash(payload)},
-                    epochs={number: (payload, created)},
-                ),
-            )
+        await self.catch_up_epoch()
 
     @property
     def box(self) -> aiosqlite.Connection:
         """Return the connection to ``outbox.db``."""
         return self._box
-
-    async def last_epoch(self) -> tuple[int, bytes]:
-        """Return the highest epoch ever announced and the hash of its announcement."""
-        stored = await get_meta(self._db, EPOCH_KEY)
-        prev = await get_meta(self._db, PREV_KEY)
-        return (int(stored) if stored else 0), (prev or b"")
 
     @property
     def last_id(self) -> int:
@@ -160,7 +134,7 @@ class Outbox:
             with contextlib.suppress(StorageUnavailableError):  # then the memory bound holds
                 async with transaction(self._db), transaction(self._box):
                     await self.write_pending()
-                    rows = list(await self._make_room(rows))
+                    rows = list(await self.make_room(rows))
                     size = sum(len(r.payload) for r in rows)
         if not rows:
             return 0
@@ -269,71 +243,6 @@ class Outbox:
             on_rollback(self._box, forget)
             await table.write_routes(self._box, new)
         return ids
-
-    def room_for_new(self) -> int | None:
-        """Return how many more records the outbox takes now: by ``memory_rows`` while
-        storage is faulty, by the row bound under ``reject_new`` (0 once at either bound);
-        None under ``drop_oldest`` with healthy storage, which always makes room."""
-        limits = self._config
-        if self.health.fault is not None:
-            return max(0, limits.memory_rows - len(self._memory.rows))
-        if limits.overflow != "reject_new":
-            return None
-        if self.bytes >= limits.max_bytes:
-            return 0
-        return max(0, limits.max_rows - self.rows)
-
-    async def refuse(self, count: int) -> None:
-        """Count (and audit, when storage can take it) ``count`` records refused before sealing
-        (beyond ``room_for_new``)."""
-        if self.health.fault is not None:
-            self._counters.inc("dropped.storage_unavailable", count)
-            return
-        self._counters.inc("outbox.overflow_rejected", count)
-        with contextlib.suppress(StorageUnavailableError):
-            await self._audit_overflow("reject_new", count)
-
-    async def _make_room(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-        """Apply the overflow policy to ``rows`` (inside the caller's transaction)."""
-        decision = overflow.decide(self._config, self.rows, self.bytes, rows)
-        if decision.oldest:  # drop_oldest: the oldest records (never announcements) go
-            victims = await table.oldest_records(self._box, decision.oldest)
-            await self._delete_victims(victims)
-            self._counters.inc("outbox.overflow_dropped", len(victims))
-            await self._audit_overflow("drop_oldest", len(victims))
-            return decision.kept
-        if len(decision.kept) == len(rows) and decision.newest_rows <= 0:
-            return decision.kept
-        kept = decision.kept  # reject_new: what did not fit is refused, newest displaced
-        evicted, still_rows, still_bytes = overflow.evict_from_batch(
-            kept, decision.newest_rows, decision.newest_bytes
-        )
-        evicted += await self._evict_newest(still_rows, still_bytes)
-        dropped = len(rows) - len(kept) + evicted
-        self._counters.inc("outbox.overflow_rejected", dropped)
-        await self._audit_overflow("reject_new", dropped)
-        return kept
-
-    async def _evict_newest(self, rows: int, size: int) -> int:
-        """Delete records (never announcements) newest first from the table until ``rows`` rows
-        and ``size`` bytes are freed; return how many."""
-        if rows <= 0 and size <= 0:
-            return 0
-        victims = await table.newest_records(self._box, rows, size)
-        await self._delete_victims(victims)
-        return len(victims)
-
-    async def _delete_victims(self, victims: list[tuple[int, int]]) -> None:
-        """Delete the rows ``victims`` names as (id, payload size); keep the counts right."""
-        await table.delete_ids(self._box, [v[0] for v in victims])
-        self._memory.recent.clear()
-        self.rows -= len(victims)
-        self.bytes -= sum(v[1] for v in victims)
-
-    async def _audit_overflow(self, policy: str, count: int) -> None:
-        # One audit entry per overflowing batch, with the count: the log stays readable.
-        logger.warning("outbox full", extra={"policy": policy, "records": count})
-        await self._audit.append("outbox.overflow", policy=policy, records=count)
 
     async def fetch_after(self, last_id: int, limit: int) -> list[Pending]:
         """Return up to ``limit`` queued rows with id > ``last_id``, oldest first."""
@@ -472,11 +381,3 @@ class Outbox:
             await self.commit()
         groups = await table.groups(self._box, device)
         return self._memory.add_to(groups, device)
-
-    async def announcements(self, since_epoch: int = 0) -> list[tuple[int, bytes]]:
-        """Return the stored announcements of epochs >= ``since_epoch``, oldest first."""
-        return await table.announcements(self._db, since_epoch)
-
-    async def oldest_epoch_queued(self) -> int | None:
-        """Return the lowest epoch that still has records queued, or None."""
-        return await table.oldest_epoch(self._box)
