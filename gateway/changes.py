@@ -5,7 +5,9 @@ answer guarantees, in one fixed order.
    do not wait behind its batches).
 2. The change is made in memory while no pipeline batch is between its gate and the outbox;
    open aggregate windows of what is withdrawn are dropped. From here on nothing withdrawn is
-   collected or forwarded.
+   collected or forwarded. A change that withdraws nothing may grant: the readings received
+   before it are run through the gate first, under the consent they were received under, so
+   none taken while consent was off is collected by the grant that follows.
 3. If something is withdrawn: nothing handed to the MQTT client before can still reach the
    broker (the publisher's barrier).
 4. One transaction: a tombstone per withdrawn category (the publisher honours it even if
@@ -62,6 +64,10 @@ class Gate(Protocol):
 
     def forget_aggregates(self, device: str | None = None) -> None:
         """Drop open aggregate windows (of ``device``)."""
+        ...
+
+    async def settle(self) -> int:
+        """Run the readings received so far under the consent in force now (lock held)."""
         ...
 
 
@@ -123,6 +129,8 @@ class Changes:
         stones: list[Tombstone] = []
         async with self._publisher.paused():
             async with self._pipeline.exclusive():
+                if not change.withdrawn:  # it may grant: what came before is judged before it
+                    await self._pipeline.settle()
                 change.apply()
                 if change.withdrawn:  # readings summed under the old consent are not sent
                     self._pipeline.forget_aggregates(change.device)

@@ -253,6 +253,7 @@ class Pipeline:
         self._linger_s = linger_s
         self._room = room if room is not None else _always()
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(queue_size)
+        self._first: list[Reading] = []  # taken from the queue, waiting for its batch
         self._aggregator = Aggregator(aggregate_window_s)
         self._stages: tuple[Stage, ...] = (
             consent_gate(policy, counters),
@@ -294,11 +295,13 @@ class Pipeline:
         batch is taken, so the CPU goes to sending and new readings are refused at the door.
         """
         while True:
-            first = await self._queue.get()
+            # the first reading stays where ``settle`` finds it while the batch lingers
+            self._first.append(await self._queue.get())
             if self._linger_s and self._queue.qsize() < self._batch_size - 1:
                 await asyncio.sleep(self._linger_s)
             await self._room.wait()
-            await self.process(self._take([first]))
+            batch, self._first = self._first, []
+            await self.process(self._take(batch))
 
     async def flush(self) -> None:
         """Commit everything queued now, and the open aggregate windows (used at shutdown)."""
@@ -314,14 +317,29 @@ class Pipeline:
     async def process(self, readings: Sequence[Reading]) -> int:
         """Run ``readings`` through every stage and commit them; return rows committed."""
         async with self._commit_lock:
-            observations = classify(
-                from_known_devices(readings, self._known_device, self._counters),
-                self._field_category,
-                self._counters,
-            )
-            for stage in self._stages:
-                observations = stage(observations)
-            return await self._commit(observations)
+            return await self._process(readings)
+
+    async def settle(self) -> int:
+        """Run every reading received so far through the stages under the consent in force
+        now, and commit them; return rows committed. The caller holds ``exclusive()``: a
+        consent change that may grant calls it first, so no reading received while consent
+        was off is judged by the grant that follows it."""
+        committed = 0
+        batch, self._first = self._first, []
+        while batch or not self._queue.empty():
+            committed += await self._process(self._take(batch))
+            batch = []
+        return committed
+
+    async def _process(self, readings: Sequence[Reading]) -> int:
+        observations = classify(
+            from_known_devices(readings, self._known_device, self._counters),
+            self._field_category,
+            self._counters,
+        )
+        for stage in self._stages:
+            observations = stage(observations)
+        return await self._commit(observations)
 
     async def _commit(self, observations: list[Observation]) -> int:
         """Seal ``observations`` and append them to the outbox (commit lock held)."""
