@@ -304,9 +304,10 @@ class Pipeline:
             await self.process(self._take(batch))
 
     async def flush(self) -> None:
-        """Commit everything queued now, and the open aggregate windows (used at shutdown)."""
-        while not self._queue.empty():
-            await self.process(self._take([]))
+        """Commit everything received now (the reading a lingering batch holds included), and
+        the open aggregate windows (used at shutdown)."""
+        async with self._commit_lock:
+            await self.settle()
         await self.commit_aggregates(math.inf)
 
     def _take(self, batch: list[Reading]) -> list[Reading]:
@@ -323,7 +324,8 @@ class Pipeline:
         """Run every reading received so far through the stages under the consent in force
         now, and commit them; return rows committed. The caller holds ``exclusive()``: a
         consent change that may grant calls it first, so no reading received while consent
-        was off is judged by the grant that follows it."""
+        was off is judged by the grant that follows it. It takes as long as the queue is
+        long: under overload (up to ``queue_size`` readings) a grant waits for all of them."""
         committed = 0
         batch, self._first = self._first, []
         while batch or not self._queue.empty():
