@@ -33,6 +33,12 @@ KINDS: Final = ("environment", "health", "location")
 TICK_S: Final = 0.05
 
 
+def device_ids(pseudonym: Callable[[str], str], count: int) -> list[str]:
+    """Return the pseudonyms of ``count`` virtual devices, in index order (device ``i`` is of
+    kind ``i % 3``)."""
+    return [pseudonym(f"simulator-{i}") for i in range(count)]
+
+
 def simulated_fields(index: int, now: float) -> dict[str, Value]:
     """Return the fields virtual device ``index`` reports at time ``now``."""
     phase = now / 60.0 + index

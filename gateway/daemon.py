@@ -134,6 +134,7 @@ class Hub:
 async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     """Open storage and build every component of the hub (nothing runs yet)."""
     from drivers import field_category  # noqa: PLC0415 - driver registry loads entry points
+    from drivers.simulator import device_ids  # noqa: PLC0415 - beside the driver registry
 
     state = config.state_dir
     lost = state_lost(state)
@@ -201,7 +202,7 @@ async def build_hub(config: Config, stack: contextlib.AsyncExitStack) -> Hub:
     devices = await open_registry(parts, stack)
     registry = devices.registry
     # the simulated devices' pseudonyms (an erasure takes them out: they report no more)
-    simulated = {pseudonyms.device(f"simulator-{i}") for i in range(config.simulator.devices)}
+    simulated = set(device_ids(pseudonyms.device, config.simulator.devices))
 
     def known_device(device: str) -> bool:
         return device in simulated or registry.is_paired(device)
@@ -288,10 +289,10 @@ def _wire(hub: Hub) -> None:
     hub.loops["health"] = functools.partial(_health_loop, hub)
     _wire_operator(hub)
     if hub.config.simulator.devices:
-        from drivers.simulator import Simulator  # noqa: PLC0415 - only when configured
+        from drivers.simulator import Simulator, device_ids  # noqa: PLC0415 - only when configured
 
         config = hub.config.simulator
-        devices = [hub.pseudonyms.device(f"simulator-{i}") for i in range(config.devices)]
+        devices = device_ids(hub.pseudonyms.device, config.devices)
         simulator = Simulator(devices, config.rate_hz, hub.pipeline.submit)
         hub.loops["simulator"] = simulator.run
 

@@ -70,8 +70,10 @@ async def read_state(config: Config) -> DisclosureInputs:
     finally:
         await db.close()
     if config.simulator.devices:
+        from drivers.simulator import device_ids  # noqa: PLC0415 - the drivers load on demand
+
         names = Pseudonymizer.from_state_dir(config.state_dir)
-        simulated = sorted(names.device(f"simulator-{i}") for i in range(config.simulator.devices))
+        simulated = sorted(device_ids(names.device, config.simulator.devices))
         devices = [PairedDevice(d, None, "simulator", "simulator") for d in simulated] + devices
     return inputs_from(config, policy.snapshot(), devices, history, time.time())
 

@@ -48,8 +48,8 @@ from gateway.mqtt.connection import (
     response_properties,
     tls_params,
 )
-from gateway.mqtt.paho_private import disconnected, paho_of
-from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes, unsent_answers
+from gateway.mqtt.paho_private import disconnected, paho_of, unsent
+from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes
 from gateway.mqtt.topics import Topics
 from gateway.tasks import reraise_if_cancelling
 
@@ -145,7 +145,7 @@ class MqttLink:
     def unsent_answers(self) -> int:
         """Return how many bytes of quick answers the live connection has not written yet."""
         connection = self._answering
-        return 0 if connection is None else unsent_answers(connection.paho)
+        return 0 if connection is None else unsent(connection.paho)[1]
 
     def drop(self) -> None:
         """Close the current connection now; whatever paho still queued is discarded."""

@@ -134,12 +134,6 @@ def buffer_reads(client: paho.Client) -> None:
     client.loop_read = read  # type: ignore[method-assign]
 
 
-def unsent_answers(client: paho.Client) -> int:
-    """Return how many bytes of raw answers (``Connection.send_quick``) ``client`` has not
-    written to its socket yet."""
-    return unsent(client)[1]
-
-
 def hold_reads(
     client: paho.Client,
     quiet: asyncio.Event,
