@@ -122,7 +122,9 @@ def _category(
         return f"{subject}: always collected for the service and sent, sealed, {keep}."
     state = policy.decide(device, category)
     flag = CATEGORIES[category].flag
-    why = _cause(_last_flag(inputs.history, flag, device), default=_is_default(flag, state))
+    overridden = flag in inputs.overrides.get(device, {})
+    last = _last_flag(inputs.history, flag, device if overridden else None)
+    why = _cause(last, default=_is_default(flag, state))
     if inputs.try_now or inputs.restricted:
         return f"{subject}: not collected while {_switch(inputs)} is on."
     if state == OFF:
@@ -185,14 +187,14 @@ def _last(history: Iterable[ConsentEvent], name: str) -> ConsentEvent | None:
 
 
 def _last_flag(
-    history: Iterable[ConsentEvent], flag: str | None, device: str
+    history: Iterable[ConsentEvent], flag: str | None, device: str | None
 ) -> ConsentEvent | None:
+    """Return the last change of ``flag`` for ``device``'s override, or hub-wide if None."""
     found = None
     for event in history:
         if event.event != "consent.set" or event.details.get("flag") != flag:
             continue
-        scope = event.details.get("device")
-        if scope is None or scope == device:
+        if event.details.get("device") == device:
             found = event
     return found
 

@@ -128,3 +128,43 @@ def test_sentences_come_from_the_facts() -> None:
         render(restricted, "text").split()
     )
     assert DisclosureInputs.from_json(inputs.to_json()) == inputs
+
+
+def test_a_device_override_cites_the_devices_own_change() -> None:
+    """A device with its own override cites the last change of that override; a device without
+    one cites the last hub-wide change, never another device's override."""
+    from gateway.consent.catalogue import CATEGORIES  # noqa: PLC0415
+    from gateway.disclosure.model import ConsentEvent, DeviceFacts, DisclosureInputs  # noqa: PLC0415
+    from gateway.disclosure.render import render  # noqa: PLC0415
+
+    fields = {"lat": "location.precise"}
+    own, other = "aa11bb22cc33dd44", "ee55ff6600778899"
+    history = (
+        ConsentEvent(7, 60.0, "consent.set", {"flag": "location", "state": "on", "device": own}),
+        ConsentEvent(8, 120.0, "consent.set", {"flag": "location", "state": "off"}),
+    )
+    inputs = DisclosureInputs(
+        hub_id="home",
+        generated_at=180.0,
+        recipient=None,
+        retention_s=dict.fromkeys(CATEGORIES, 3600.0),
+        aggregate_window_s=90.0,
+        flags={"location": "off"},
+        overrides={own: {"location": "on"}},
+        try_now=False,
+        restricted=False,
+        consent_version=2,
+        devices=(
+            DeviceFacts(own, None, "tracker", "ble", fields),
+            DeviceFacts(other, None, "tracker", "ble", fields),
+        ),
+        history=history,
+    )
+    md = render(inputs, "markdown")
+    overridden = sentence(md, own, "location.precise")
+    assert "collected and sent as measured" in overridden
+    assert "consent 'location' is on since 1970-01-01 00:01 UTC" in overridden
+    assert "(audit entry 7)" in overridden
+    hub_wide = sentence(md, other, "location.precise")
+    assert "consent 'location' is off since 1970-01-01 00:02 UTC" in hub_wide
+    assert "(audit entry 8)" in hub_wide
