@@ -127,7 +127,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
     """Return the broker and hub from ``--config`` (or the default file if present) and flags."""
     explicit = getattr(args, "config", None)
     path = resolve_config_path(explicit)
-    values: dict[str, Any] = {"host": "127.0.0.1", "port": 1883, "root": None, "protocol": 5}
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": 1883, "protocol": 5}
     base, hub = "consentgate", None
     if explicit or Path(path).is_file():
         config = load_config(path)
@@ -143,7 +143,7 @@ def resolve_target(args: argparse.Namespace) -> Target:
     hub = getattr(args, "hub", hub)
     if hub is None:
         raise _UsageError("which hub? give --config FILE or --hub ID (and --host, --port)")
-    values["root"] = f"{base}/{hub}"
+    values.update(base=base, hub=hub)
     for name in ("host", "port", "protocol", "username"):
         if hasattr(args, name):
             values[name] = getattr(args, name)

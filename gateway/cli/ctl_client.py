@@ -1,8 +1,10 @@
 """The MQTT side of ``consentgate ctl``: one connection, requests answered by correlation.
 
-Over MQTT 5 a request carries a response topic private to this client
-(``<base>/<hub>-ctl/<random>``, outside the hub's own tree as the hub demands) and random
-correlation data, which the hub echoes (MQTT 5 section 4.10); the answer is matched on both.
+Over MQTT 5 a request carries a response topic private to this client,
+``<base>-replies/<hub>/operator/<random>``: outside the hub's own tree as the hub demands, in
+the hub's reply area that the shipped ACL (``config/mosquitto/acl.template``) lets the hub write
+and the operator read. It also carries random correlation data, which the hub echoes (MQTT 5
+section 4.10); the answer is matched on both.
 Over MQTT 3.1.1 (a broker that refuses version 5, or ``--protocol 4``) the client listens on the
 command's shared response topic and matches the answer on its transaction id.
 """
@@ -39,13 +41,23 @@ class Target:
 
     host: str
     port: int
-    root: str
+    base: str
+    hub: str
     protocol: int = 5
     username: str | None = None
     password: str | None = None
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+
+    @property
+    def root(self) -> str:
+        """Return the hub's topic root, ``<base>/<hub>``."""
+        return f"{self.base}/{self.hub}"
+
+    def reply_topic(self, nonce: str) -> str:
+        """Return this client's MQTT 5 reply topic in the hub's reply area (docs/operator.md)."""
+        return f"{self.base}-replies/{self.hub}/operator/{nonce}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,7 @@ class HubClient:
         self.protocol = protocol
         self._nonce = os.urandom(8).hex()
         # The hub answers only outside its own topic tree (a reply topic inside it is refused).
-        self._inbox = f"{target.root}-ctl/{self._nonce}"
+        self._inbox = target.reply_topic(self._nonce)
         self._subscribed: set[str] = set()
         self._counter = 0
 
