@@ -14,13 +14,18 @@ Discovery"). The hub appears as one device with:
 - health sensors read from the retained ``health`` topic: broker connection, outbox depth,
   devices online, clock and storage (the last two shown only by hubs that report them).
 
-Every entity is unavailable while the hub's retained ``status`` is ``offline``. Only the hub id
+Each entity's id is ``<component>.consentgate_<hub_id>_<object_id>``, given as
+``default_entity_id`` (Home Assistant 2025.10 and later; lower case, ``-`` as ``_``, as Home
+Assistant's entity ids demand) and as the deprecated ``object_id`` (earlier versions, which
+make the same id of it). Every entity is unavailable while the hub's retained ``status`` is
+``offline``. Only the hub id
 appears in these messages: no device id, name, address or reading, and records stay sealed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,6 +37,7 @@ from gateway.mqtt.topics import Topics
 
 _ON: Final = "ON"
 _OFF: Final = "OFF"
+_NOT_SLUG: Final = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,11 @@ class DiscoveryMessage:
     def encode(self) -> bytes:
         """Return the config as compact JSON."""
         return json.dumps(self.config, separators=(",", ":"), sort_keys=True).encode()
+
+
+def entity_slug(text: str) -> str:
+    """Return ``text`` as the object part of an entity id: lower case, runs of others as ``_``."""
+    return _NOT_SLUG.sub("_", text.lower()).strip("_")
 
 
 def node_id(hub_id: str) -> str:
@@ -76,6 +87,9 @@ def discovery_messages(
             **common,
             **entity,
             "unique_id": f"{node}_{object_id}",
+            # default_entity_id (Home Assistant 2025.10 on) names the entity in full; object_id,
+            # deprecated then and dropped in 2026.4, still names it for older versions.
+            "default_entity_id": f"{component}.{entity_slug(f'{node}_{object_id}')}",
             "object_id": f"{node}_{object_id}",
         }
         topic = f"{config.discovery_prefix}/{component}/{node}/{object_id}/config"

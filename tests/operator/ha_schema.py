@@ -3,7 +3,10 @@
 From the Home Assistant documentation (integrations/mqtt, switch.mqtt, button.mqtt,
 sensor.mqtt, binary_sensor.mqtt, as of 2024-2025): the options each component accepts, which
 are required, their types and allowed values. Unknown options make Home Assistant reject a
-discovery payload, so any key outside these lists is a failure here too.
+discovery payload, so any key outside these lists is a failure here too. ``object_id`` is
+deprecated since Home Assistant 2025.10 and removed in 2026.4: a payload must name its entity
+with ``default_entity_id`` (``<component>.<id>``, ``<id>`` of ``[a-z0-9_]``), and may keep
+``object_id`` for older versions (which Home Assistant turns into the same ``<id>``).
 """
 
 from __future__ import annotations
@@ -102,6 +105,12 @@ _TOPIC: Final = re.compile(
     r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[a-zA-Z0-9_-]+)/(?P<object>[a-zA-Z0-9_-]+)/config$"
 )
 _WILDCARD: Final = re.compile(r"[#+]")
+_ENTITY_ID: Final = re.compile(r"^[a-z_]+\.(?!_)(?!.*__)[a-z0-9_]+(?<!_)$")
+
+
+def _slug(text: str) -> str:
+    """Return the id Home Assistant makes of an object_id (its slugify, for [A-Za-z0-9_-])."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def validate(topic: str, config: dict[str, Any]) -> list[str]:
@@ -144,4 +153,11 @@ def validate(topic: str, config: dict[str, Any]) -> list[str]:
     ]
     if "unique_id" not in config:
         problems.append(f"{topic}: unique_id needed for entities under a device")
+    entity_id = config.get("default_entity_id")
+    if not isinstance(entity_id, str) or not _ENTITY_ID.match(entity_id):
+        problems.append(f"{topic}: default_entity_id <component>.<id> needed (HA 2025.10 on)")
+    elif entity_id.split(".", 1)[0] != component:
+        problems.append(f"{topic}: default_entity_id {entity_id!r} is not a {component}")
+    elif "object_id" in config and entity_id != f"{component}.{_slug(config['object_id'])}":
+        problems.append(f"{topic}: default_entity_id and object_id name different entities")
     return problems
