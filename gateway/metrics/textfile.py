@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.clock import SYNCED
 from gateway.config import MetricsConfig
 from gateway.tasks import reraise_if_cancelling
 
@@ -84,9 +85,16 @@ def families(health: Mapping[str, Any], hub_id: str) -> list[Family]:
     if counters:
         text = "hub event counters (dropped.<category>, purged.<category>, ...)"
         out.append(Family(f"{PREFIX}_events_total", "counter", text, tuple(counters)))
-    for section in ("clock", "storage"):  # added by newer hubs: every number they hold
-        for key, value in _flat(_mapping(health.get(section))):
-            add(f"{section}_{key}", "gauge", f"health field {section}.{key}", value)
+    clock = health.get("clock")  # "synced" or "unsynced"
+    if isinstance(clock, str):
+        add("clock_synced", "gauge", "1 while the wall clock is synchronised", clock == SYNCED)
+    add("clock_held", "gauge", "readings held until the clock is trusted", health.get("clock_held"))
+    storage = health.get("storage")  # {"state": "ok" or the fault, "faults": n, ...}
+    state = storage.get("state") if isinstance(storage, Mapping) else storage
+    if isinstance(state, str):
+        add("storage_ok", "gauge", "1 while the database can be written", state == "ok")
+    for key, value in _flat(_mapping(storage)):  # every number it holds
+        add(f"storage_{key}", "gauge", f"health field storage.{key}", value)
     return out
 
 

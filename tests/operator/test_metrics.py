@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -58,29 +59,52 @@ async def test_textfile_written_atomically(broker: Mosquitto, tmp_path: Path) ->
         committed = parsed[("consentgate_committed_total", (hub_label,))]
         assert committed == pytest.approx(hub.pipeline.committed, abs=200)
         assert parsed[("consentgate_uptime_seconds", (hub_label,))] >= 0
+        health = hub.health()
+        synced = 1 if health["clock"] == "synced" else 0
+        assert parsed[("consentgate_clock_synced", (hub_label,))] == synced
+        assert parsed[("consentgate_clock_held", (hub_label,))] == health["clock_held"]
+        assert health["storage"]["state"] == "ok"
+        assert parsed[("consentgate_storage_ok", (hub_label,))] == 1
+        assert parsed[("consentgate_storage_faults", (hub_label,))] == 0
     assert reads > 5
     assert [p.name for p in collector.iterdir()] == ["consentgate.prom"]  # no temporary left
 
 
-def test_render_reads_new_health_fields_tolerantly() -> None:
-    health = {
-        "connected": False,
-        "outbox": {"rows": 3, "bytes": 900},
-        "devices": {"paired": 2, "online": 1},
-        "counters": {'dropped."odd"\\name': 4, "purged.health": 2},
-        "clock": {"synchronised": True, "offset_s": -0.25},
-        "storage": {"free_bytes": 1_000_000, "state": "ok"},
+async def test_clock_and_storage_states_become_numbers(broker: Mosquitto, tmp_path: Path) -> None:
+    """The health report's clock and storage states are text; the metrics make 1/0 of them."""
+    config = hub_config(tmp_path, broker.port, "metrics-states", simulator={"devices": 1})
+    async with running_hub(config) as hub:
+        health = hub.health()
+    hub_label = (("hub", "metrics-states"),)
+    assert isinstance(health["clock"], str)
+    assert isinstance(health["storage"]["state"], str)
+
+    def metric(report: dict[str, Any], name: str) -> float | None:
+        return samples(render(report, "metrics-states")).get((f"consentgate_{name}", hub_label))
+
+    assert metric({**health, "clock": "synced", "clock_held": 0}, "clock_synced") == 1
+    unsynced = {**health, "clock": "unsynced", "clock_held": 12}
+    assert metric(unsynced, "clock_synced") == 0
+    assert metric(unsynced, "clock_held") == 12
+    assert metric(health, "storage_ok") == 1
+    faulty = {
+        **health,
+        "storage": {**health["storage"], "state": "full", "faults": 3, "for_s": 9.5},
     }
-    parsed = samples(render(health, "hub-1"))
-    hub = ("hub", "hub-1")
-    assert parsed[("consentgate_broker_connected", (hub,))] == 0
-    assert parsed[("consentgate_devices", (hub, ("state", "online")))] == 1
-    assert parsed[("consentgate_events_total", (hub, ("name", 'dropped."odd"\\name')))] == 4
-    assert parsed[("consentgate_clock_synchronised", (hub,))] == 1
-    assert parsed[("consentgate_clock_offset_s", (hub,))] == -0.25
-    assert parsed[("consentgate_storage_free_bytes", (hub,))] == 1_000_000
-    assert ("consentgate_storage_state", (hub,)) not in parsed  # text is not a number
-    assert ("consentgate_epoch", (hub,)) not in parsed  # absent fields are left out
+    assert metric(faulty, "storage_ok") == 0
+    assert metric(faulty, "storage_faults") == 3
+    assert metric(faulty, "storage_for_s") == 9.5
+    assert metric(faulty, "storage_changes_pending") == health["storage"]["changes_pending"]
+    parsed = samples(render(faulty, "metrics-states"))
+    assert ("consentgate_storage_state", hub_label) not in parsed  # text is not a number
+    odd = {**health, "counters": {**health["counters"], 'dropped."odd"\\name': 4}}
+    parsed = samples(render(odd, "metrics-states"))
+    odd_label = (*hub_label, ("name", 'dropped."odd"\\name'))
+    assert parsed[("consentgate_events_total", odd_label)] == 4  # labels escaped, read back
+    online = (*hub_label, ("state", "online"))
+    assert parsed[("consentgate_devices", online)] == health["devices"]["online"]
+    del health["epoch"]
+    assert metric(health, "epoch") is None  # absent fields are left out
 
 
 def test_textfile_must_be_a_prom_file(tmp_path: Path) -> None:
