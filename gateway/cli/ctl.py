@@ -151,7 +151,19 @@ def resolve_target(args: argparse.Namespace) -> Target:
         values["password"] = _read_text(Path(args.password_file))
     if hasattr(args, "ca"):
         values["ca"] = Path(args.ca)
+    for name, what in (("ca", "CA"), ("cert", "client certificate"), ("key", "client key")):
+        if values.get(name) is not None:
+            _check_readable(values[name], what)
     return Target(**values)
+
+
+def _check_readable(path: Path, what: str) -> None:
+    """Raise a usage error naming ``path`` unless it is a file this user can read."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
 
 
 def _read_text(path: Path) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.cli.ctl import ERROR_EXITS, EXIT_NO_ANSWER
-from tests.operator.helpers import ctl
+from tests.operator.helpers import cli, ctl, write_config
 from tests.support.hub import eventually, hub_config, running_hub
 from tests.support.mosquitto import Mosquitto
 
@@ -87,6 +87,82 @@ async def test_ctl_drives_the_hub(broker: Mosquitto, tmp_path: Path) -> None:
         assert json.loads(legacy.out)["flags"]["health"] == "on"
 
 
+def rows_of(table: str) -> list[list[str]]:
+    """Return the rows of a ``ctl`` table (after its header and rule) split into cells."""
+    _header, rule, *rows = table.splitlines()
+    assert set(rule) == {"-", " "}, table
+    return [row.split() for row in rows]
+
+
+async def test_ctl_finds_the_hub_in_its_config_file(broker: Mosquitto, tmp_path: Path) -> None:
+    hub_id = "ctl-config"
+    config = hub_config(
+        tmp_path,
+        broker.port,
+        hub_id,
+        discovery={"ble": {"enabled": True}},
+        simulator={"ble_devices": 2, "rate_hz": 5.0},
+    )
+    toml = str(write_config(tmp_path, broker.port, hub_id))  # broker and hub id, as the hub's
+    async with running_hub(config) as hub:
+        registry = hub.registry
+        await eventually(hub.link.connected.is_set, what="hub connected")
+        for argv in (("status", "--config", toml), ("--config", toml, "status")):
+            status = await cli("ctl", *argv)  # no --host, --port or --hub: all from the file
+            assert status.code == 0, status.err
+            assert re.search(r"^connection +connected", status.out, re.MULTILINE)
+        await eventually(lambda: len(registry.devices()["candidates"]) == 2, timeout=15)
+
+        devices = await cli("ctl", "devices", "--config", toml)
+        assert devices.code == 0, devices.err
+        assert devices.out.split("\n", 1)[0].split() == [
+            "id", "state", "transport", "driver", "name", "model", "online", "update"
+        ]  # fmt: skip
+        candidates = rows_of(devices.out)
+        assert [row[1:3] for row in candidates] == [["candidate", "ble"]] * 2
+
+        join = await cli("ctl", "permit-join", "60", "--transport", "ble", "--config", toml)
+        assert join.code == 0, join.err
+        assert re.search(r"^duration +60(\.0)?$", join.out, re.MULTILINE)
+        assert re.search(r"^transport +ble$", join.out, re.MULTILINE)
+        assert re.search(r"^until +\d", join.out, re.MULTILINE)
+        await eventually(lambda: len(registry.paired_ids()) == 2, timeout=15, what="paired")
+        closed = await cli("ctl", "permit-join", "0", "--config", toml, "--json")
+        assert closed.code == 0, closed.err
+        assert json.loads(closed.out)["duration"] == 0
+
+        paired = rows_of((await cli("ctl", "devices", "--config", toml)).out)
+        assert sorted(row[0] for row in paired) == sorted(registry.paired_ids())
+        assert all(row[1:3] == ["paired", "ble"] for row in paired), paired
+        status = await cli("ctl", "status", "--config", toml)
+        assert re.search(r"^devices +\d online of 2 paired", status.out, re.MULTILINE)
+
+        device = sorted(registry.paired_ids())[0]
+        override = ("consent", "set", "health", "on", "--device", device, "--config", toml)
+        assert (await cli("ctl", *override)).code == 0
+        erased = await cli("ctl", "erase", "--all", "--config", toml)
+        assert erased.code == 0, erased.err
+        assert re.search(r"^scope +all$", erased.out, re.MULTILINE)
+        assert all(d in erased.out for d in [row[0] for row in paired])
+        assert not list(registry.paired_ids())
+        assert dict(hub.policy.overrides) == {}
+        events = [(e.event, e.details.get("scope")) for e in await hub.audit.tail(10)]
+        assert ("rights.erase", "all") in events
+        after = (await cli("ctl", "devices", "--config", toml)).out  # adverts may go on
+        assert after.startswith("no devices") or {r[1] for r in rows_of(after)} == {"candidate"}
+
+
+async def test_ctl_names_a_missing_ca_file(tmp_path: Path) -> None:
+    absent = tmp_path / "absent-ca.pem"
+    run = await cli("ctl", "status", "--hub", "any", "--ca", str(absent))
+    assert run.code == 2  # a usage error: nothing was sent
+    assert f"cannot read the CA file {absent}: No such file or directory" in run.err
+    toml = write_config(tmp_path, 1, "tls-hub", f'[mqtt.tls]\nca = "{absent}"\n')
+    from_config = await cli("ctl", "status", "--config", str(toml))
+    assert from_config.code == 2
+    assert str(absent) in from_config.err
+
+
 async def test_ctl_times_out_clearly(broker: Mosquitto) -> None:
     run = await ctl(broker.port, "no-such-hub", "status", "--timeout", "0.5")
     assert run.code == EXIT_NO_ANSWER
@@ -94,8 +170,6 @@ async def test_ctl_times_out_clearly(broker: Mosquitto) -> None:
 
 
 async def test_ctl_without_a_hub_is_a_usage_error(tmp_path: Path) -> None:
-    from tests.operator.helpers import cli  # noqa: PLC0415
-
     run = await cli("ctl", "status", "--config", str(tmp_path / "absent.toml"))
     assert run.code == 2
     assert "does not exist" in run.err
