@@ -5,9 +5,10 @@
 AAD is MAGIC and the header, so no header field can be changed without failing to open. The
 key comes from either
 
-- a passphrase through scrypt (RFC 7914), memory-hard: N = 2**16, r = 8, p = 1 (64 MiB, about
-  a second on a Raspberry Pi 4) by default, the parameters and a random 16-byte salt in the
-  header; or
+- a passphrase through scrypt (RFC 7914), memory-hard: N = 2**16, r = 8, p = 1 (64 MiB;
+  0.17-0.26 s per derivation measured on a 2-core x86-64 Xeon, several times that on a
+  Raspberry Pi, where it was not measured) by default, the parameters and a random 16-byte salt
+  in the header; or
 - a recipient's X25519 public key (``consentgate keygen`` makes a pair): an ephemeral X25519
   key agreement, then HKDF-SHA256 over the shared secret with both public keys as salt.
 
