@@ -94,7 +94,7 @@ def plan(accessories: Any) -> Plan:
                             info[spec.field] = value
                     continue
                 found = TELEMETRY.get(char_type)
-                if found is None or "ev" not in (char.get("perms") or ()):
+                if found is None or not _notifies(char):
                     continue
                 index = seen.get(found.field, 0)
                 if index >= MAX_INSTANCES:
@@ -110,6 +110,12 @@ def plan(accessories: Any) -> Plan:
         collected=MappingProxyType(collected),
         initial=MappingProxyType(initial),
     )
+
+
+def _notifies(char: dict[str, Any]) -> bool:
+    """Return whether ``char`` sends events: its ``perms`` is a list that holds "ev"."""
+    perms = char.get("perms")
+    return isinstance(perms, list) and "ev" in perms
 
 
 def _list(obj: Any, key: str) -> list[Any]:

@@ -10,7 +10,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -18,6 +18,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
 SETUP_CODE: Final = "031-45-154"
+Database = dict[str, Any]  # one accessory's object in ``GET /accessories`` (HAP R2 s6.6)
 
 
 class SimulatedAccessory:
@@ -31,12 +32,14 @@ class SimulatedAccessory:
         interfaces: Sequence[str] = ("127.0.0.1",),
         host: str = "127.0.0.1",
         interval_s: float = 0.2,
+        database: Callable[[Database], Database] | None = None,
     ) -> None:
         self.name = name
         self.setup_code = setup_code
         self.interfaces = list(interfaces)
         self.host = host
         self.interval_s = interval_s
+        self.database = database  # rewrites the served accessory database (a faulty device)
         self.temperature = 21.5
         self.humidity = 40.0
         self._dir = tempfile.TemporaryDirectory(prefix="cg-hap-")
@@ -86,6 +89,10 @@ class SimulatedAccessory:
                     firmware_revision="1.2.3", manufacturer="Acme", model="T1000",
                     serial_number="SN42",
                 )  # fmt: skip
+
+            def to_HAP(self, include_value: bool = True) -> Database:  # noqa: N802
+                served: Database = super().to_HAP(include_value)
+                return served if outer.database is None else outer.database(served)
 
             @Accessory.run_at_interval(outer.interval_s)  # type: ignore[untyped-decorator]
             async def run(self) -> None:
