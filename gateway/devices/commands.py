@@ -165,6 +165,12 @@ async def _pair(
                 "invalid_request",
                 "the accessory refused the setup code; check the code on its label and try again",
             ) from exc
+        if exc.reason == "not_pairable":  # asking again changes nothing: the user must act
+            raise CommandError(
+                "invalid_request",
+                "the accessory is already paired with another controller; remove that pairing "
+                "or reset the accessory, then try again",
+            ) from exc
         raise CommandError(
             "busy",
             f"the device did not answer pairing ({exc.reason}); "

@@ -123,9 +123,16 @@ class HomeKitLink:
             raise DeviceError(
                 "bad_setup_code", "the accessory refused the setup code; check its label"
             ) from exc
-        except (hk.UnavailableError, hk.MaxPeersError, hk.BusyError, hk.MaxTriesError) as exc:
+        except (hk.UnavailableError, hk.MaxPeersError) as exc:
+            # HAP R2 s5.6.2: kTLVError_Unavailable, the accessory is paired with a controller
+            # already (or, MaxPeers, holds no room for another pairing).
             raise DeviceError(
-                "not_pairable", "the accessory does not accept a new pairing (reset it first)"
+                "not_pairable", "the accessory is already paired with another controller"
+            ) from exc
+        except (hk.BusyError, hk.MaxTriesError) as exc:
+            # Another pair-setup under way, or too many failed attempts: refused for now.
+            raise DeviceError(
+                "pairing_refused_for_now", "the accessory refuses pairing for now"
             ) from exc
         except (TimeoutError, hk.AccessoryNotFoundError) as exc:
             raise DeviceError("unreachable", "the accessory did not answer pairing") from exc
@@ -215,7 +222,16 @@ class HomeKitLink:
 
         try:
             accessories = await held.pairing.list_accessories_and_characteristics()
-            held.plan = plan(accessories)
+        except hk.HomeKitException as exc:
+            raise DeviceError("unreachable", f"accessory not read ({type(exc).__name__})") from exc
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            # aiohomekit's own reading of a malformed database (a key missing, a type that is
+            # not a UUID, JSON that does not parse): the accessory's fault, not the hub's.
+            raise DeviceError(
+                "bad_shape", "the accessory database is not the documented shape"
+            ) from exc
+        held.plan = plan(accessories)
+        try:
             held.undo = [
                 held.pairing.dispatcher_connect(lambda event: self._on_event(device, event)),
                 held.pairing.dispatcher_availability_changed(

@@ -4,15 +4,24 @@ released at unpair."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 import drivers
-from drivers.homekit.simulator import SimulatedAccessory
+from drivers.homekit.chars import short_type
+from drivers.homekit.simulator import SETUP_CODE, Database, SimulatedAccessory
+from gateway.config import MdnsConfig
 from gateway.discovery.homekit_keys import COLUMN
 from tests.devices.helpers import wait_for
 
-from .conftest import HomeHub
+from .conftest import HomeHub, open_hub
 
 
 async def ask(hub: HomeHub, command: str, **params: Any) -> dict[str, Any]:
@@ -90,7 +99,79 @@ async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedA
     assert await home.pairings.load() == {}
     count = len(home.readings)
     accessory.temperature = 30.0
-    await wait_for(lambda: home.registry.get(device) is not None, 10)
-    await wait_for(lambda: home.registry.get(device) is not None, 10)
-    assert not home.registry.is_paired(device)
+    await asyncio.sleep(5 * accessory.interval_s)  # five event intervals: nothing collected
     assert len(home.readings) == count
+    await wait_for(lambda: home.registry.get(device) is not None, 10)  # listed again
+    assert not home.registry.is_paired(device)
+
+
+def temperature(served: Database, perms: object) -> Database:
+    """Serve CurrentTemperature with ``perms``."""
+    for service in served["services"]:
+        for char in service["characteristics"]:
+            if short_type(char["type"]) == "11":
+                char["perms"] = perms
+    return served
+
+
+def service_type_not_a_uuid(served: Database) -> Database:
+    """Serve a service whose type is a number."""
+    served["services"][-1]["type"] = 5
+    return served
+
+
+async def test_a_characteristic_that_sends_no_events_is_not_collected(home: HomeHub) -> None:
+    async with SimulatedAccessory(database=lambda db: temperature(db, ["pr"])) as accessory:
+        device = home.registry.pseudonym(accessory.device_id)
+        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
+        assert answer["status"] == "ok", answer
+        accessory.humidity = 43.0
+        await wait_for(lambda: any(r.fields.get("humidity_percent") == 43.0 for r in home.readings))
+        assert all("temperature_c" not in r.fields for r in home.readings)
+        await ask(home, "unpair", transaction="2", device=device)
+
+
+@pytest.mark.parametrize(
+    "database", [service_type_not_a_uuid, lambda db: temperature(db, 1.0)], ids=["type", "perms"]
+)
+async def test_an_unreadable_accessory_database_is_refused_cleanly(
+    home: HomeHub, caplog: pytest.LogCaptureFixture, database: Callable[[Database], Database]
+) -> None:
+    async with SimulatedAccessory(database=database) as accessory:
+        device = home.registry.pseudonym(accessory.device_id)
+        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
+        assert answer["status"] == "error", answer
+        assert answer["error"]["code"] == "busy"  # not internal: the accessory's fault
+        assert "bad_shape" in answer["error"]["message"]
+        assert not home.registry.is_paired(device)
+        assert not accessory.is_paired()  # the pairing made is removed on the accessory too
+        assert await home.pairings.load() == {}
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_an_accessory_paired_with_another_controller(
+    home: HomeHub, accessory: SimulatedAccessory, tmp_path: Path, mdns_config: MdnsConfig
+) -> None:
+    async with open_hub(tmp_path / "other", mdns_config, os.urandom(32), os.urandom(32)) as other:
+        mine, theirs = (h.registry.pseudonym(accessory.device_id) for h in (home, other))
+        await wait_for(lambda: other.registry.get(theirs) is not None, 10)
+        await wait_for(lambda: home.registry.get(mine) is not None, 10)
+        answer = await ask(other, "pair", transaction="1", device=theirs, setup_code=SETUP_CODE)
+        assert answer["status"] == "ok", answer
+
+        # The accessory refuses a second controller: the user is told what to do.
+        answer = await ask(home, "pair", transaction="2", device=mine, setup_code=SETUP_CODE)
+        assert answer["status"] == "error", answer
+        assert answer["error"]["code"] == "invalid_request"
+        message = answer["error"]["message"]
+        assert "already paired with another controller" in message
+        assert "remove that pairing or reset the accessory" in message
+        assert not home.registry.is_paired(mine)
+
+        # That pairing removed, the accessory pairs with this hub.
+        await ask(other, "unpair", transaction="3", device=theirs)
+        answer = await ask(home, "pair", transaction="4", device=mine, setup_code=SETUP_CODE)
+        assert answer["status"] == "ok", answer
+        await ask(home, "unpair", transaction="5", device=mine)
