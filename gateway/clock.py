@@ -147,6 +147,7 @@ class HubClock:
         self._jumped = False
         self._synced = False
         self._saved_at: float | None = None
+        self._checked = False
         self.changes = 0
 
     @property
@@ -206,7 +207,8 @@ class HubClock:
         return ts + (true_offset - (self._wall() - mono_now))
 
     def check(self) -> bool:
-        """Read the wall clock and sync sources; update trust; return whether it changed."""
+        """Read the wall clock and sync sources; update trust; return whether it changed (the
+        first check logs ``clock unsynced`` when the clock starts untrusted)."""
         wall, mono = self._wall(), self._mono()
         offsets = self._offsets
         if not offsets or abs(wall - mono - offsets[-1]) > STEP_S:
@@ -237,10 +239,13 @@ class HubClock:
             self._synced = trusted_wall and agrees
         if self._anchor is not None:
             self._floor = max(self._floor, self.now())
+        first, self._checked = not self._checked, True
         if self._synced != before:
             self.changes += 1
             logger.info("clock %s", SYNCED if self._synced else UNSYNCED)
             return True
+        if first:  # untrusted from the start: said once at boot
+            logger.info("clock %s", UNSYNCED)
         return False
 
     async def load(self, db: aiosqlite.Connection) -> None:

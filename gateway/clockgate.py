@@ -14,11 +14,17 @@
 - After the anchor every batch is re-based the same way (by hub time minus the wall clock now)
   whenever the two differ by more than ``REBASE_MIN_S``: readings stamped by a wall clock that
   stepped away are sealed in hub time.
+- A released reading's outbox ``created``/``expires`` count from when it arrived (hub time
+  at that monotonic instant), so waiting for the clock does not stretch its time to live.
 - At most ``max_held`` observations wait; beyond that (the clock never became trusted) the
   oldest are sealed at once with the best estimate of their time (``HubClock.now`` when they
   arrived), counted as ``clock.sealed_unsynced``; so is everything still waiting at a graceful
-  stop (``seal_held(force=True)``). A power cut loses what waits, as it loses readings not
-  yet group-committed.
+  stop (``seal_held(force=True)``). They are sealed under an epoch whose announcement is
+  marked estimated (``"est": true``, docs/envelope.md): a consumer measures its acceptance
+  window from when it first sees it and flags its records ``ts_estimated``. A power cut loses
+  what waits, as it loses readings not yet group-committed.
+- A rotation asked for before the anchor (``keys/rotate``) is deferred (``defer_rotation``):
+  it happens at the first seal after the anchor, which every pipeline tick attempts.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Final
 from gateway.clock import FOLLOW_S, HubClock
 from gateway.counters import Counters
 from gateway.envelope.sealer import Sealer
-from gateway.model import Observation, OutboxRow
+from gateway.model import EPOCH_CATEGORY, Observation, OutboxRow
 
 # Below this difference between hub time and the wall clock, readings keep their own ts.
 REBASE_MIN_S: Final = 1.0
@@ -47,6 +53,18 @@ class _Held:
     wall: float
     mono: float
     estimate: float
+
+
+def arrived_at(
+    rows: list[OutboxRow], arrivals: Sequence[float], ttl: Callable[[str], float]
+) -> list[OutboxRow]:
+    """Return ``rows`` with the first ``len(arrivals)`` records' ``created`` set to their
+    arrival time and ``expires`` to that time plus their category's ``ttl``."""
+    records = (i for i, row in enumerate(rows) if row.category != EPOCH_CATEGORY)
+    for index, arrived in zip(records, arrivals, strict=False):
+        row = rows[index]
+        rows[index] = dataclasses.replace(row, created=arrived, expires=arrived + ttl(row.category))
+    return rows
 
 
 def rebased(observations: Sequence[Observation], error: float) -> Sequence[Observation]:
@@ -77,6 +95,7 @@ class ClockGate:
         self._wall = wall
         self._mono = mono
         self._held: deque[_Held] = deque()
+        self._deferred: str | None = None  # the reason of a rotation waiting for the anchor
         self.held = 0
 
     @property
@@ -84,9 +103,23 @@ class ClockGate:
         """Hash of the newest announcement (persisted as the next one's ``prev``)."""
         return self._sealer.last_announcement_hash
 
+    @property
+    def deferred(self) -> str | None:
+        """The reason of a rotation deferred until the anchor (None if there is none)."""
+        return self._deferred
+
     def rotate(self, reason: str) -> OutboxRow:
-        """Start a new epoch now; return its announcement row."""
-        return self._sealer.rotate(reason)
+        """Start a new epoch now; return its announcement row (marked estimated before the
+        anchor; callers that can wait use ``defer_rotation``)."""
+        return self._sealer.rotate(reason, estimated=not self._clock.anchored)
+
+    def defer_rotation(self, reason: str) -> bool:
+        """Defer a rotation for ``reason`` to the first seal after the anchor and return True;
+        return False (nothing deferred) if hub time is anchored: rotate now."""
+        if self._clock.anchored:
+            return False
+        self._deferred = reason
+        return True
 
     def due(self, now: float) -> bool:
         """Whether the current epoch is too old at monotonic time ``now`` (never before the
@@ -104,9 +137,9 @@ class ClockGate:
                 self.held += len(observations)
             return self._seal_overflow(ttl)
         rows = self._rotate_untrusted_epoch()
-        batch = self.release()
+        batch, arrivals = self._release()
         batch.extend(self._in_hub_time(observations, self._wall(), clock.now()))
-        rows.extend(self._sealer.seal_batch(batch, ttl))
+        rows.extend(arrived_at(self._sealer.seal_batch(batch, ttl), arrivals, ttl))
         return rows
 
     def _in_hub_time(
@@ -122,7 +155,12 @@ class ClockGate:
 
     def release(self) -> list[Observation]:
         """Return the held observations re-based on hub time (none before the anchor)."""
+        return self._release()[0]
+
+    def _release(self) -> tuple[list[Observation], list[float]]:
+        """Return the held observations re-based on hub time, and the hub time each arrived."""
         out: list[Observation] = []
+        arrivals: list[float] = []
         while self._held:
             held = self._held.popleft()
             true = self._clock.true_time_at(held.mono)
@@ -130,44 +168,59 @@ class ClockGate:
                 self._held.appendleft(held)
                 break
             out.extend(self._in_hub_time(held.observations, held.wall, true))
+            arrivals.extend([true] * len(held.observations))
         self.held -= len(out)
-        return out
+        return out, arrivals
 
     def seal_held(self, ttl: Callable[[str], float], *, force: bool = False) -> list[OutboxRow]:
-        """Seal what waits, once hub time is anchored (every tick); with ``force`` (a graceful
-        stop) seal it on the best estimate of its time even if the clock is still untrusted."""
-        if not self._held:
-            return []
+        """Seal what waits, once hub time is anchored (every tick; a deferred rotation happens
+        then too); with ``force`` (a graceful stop) seal it on the best estimate of its time
+        even if the clock is still untrusted."""
         if self._clock.anchored:
+            if not self._held and self._deferred is None:
+                return []
             rows = self._rotate_untrusted_epoch()
-            rows.extend(self._sealer.seal_batch(self.release(), ttl))
+            batch, arrivals = self._release()
+            if batch:
+                rows.extend(arrived_at(self._sealer.seal_batch(batch, ttl), arrivals, ttl))
             return rows
-        if not force:
+        if not force or not self._held:
             return []
-        batch: list[Observation] = []
-        while self._held:
-            held = self._held.popleft()
-            batch.extend(rebased(held.observations, held.estimate - held.wall))
-        self.held = 0
-        self._counters.inc("clock.sealed_unsynced", len(batch))
-        return self._sealer.seal_batch(batch, ttl)
+        return self._seal_estimated(len(self._held), ttl)
 
     def _seal_overflow(self, ttl: Callable[[str], float]) -> list[OutboxRow]:
         """Seal the oldest held batches beyond ``max_held`` on their estimated times."""
+        over, count = 0, self.held
+        for held in self._held:
+            if count <= self._max_held:
+                break
+            over += 1
+            count -= len(held.observations)
+        return self._seal_estimated(over, ttl) if over else []
+
+    def _seal_estimated(self, batches: int, ttl: Callable[[str], float]) -> list[OutboxRow]:
+        """Seal the oldest ``batches`` held batches on their estimated times, under an epoch
+        marked estimated (counted as ``clock.sealed_unsynced``)."""
         batch: list[Observation] = []
-        while self.held > self._max_held and self._held:
+        arrivals: list[float] = []
+        for _ in range(batches):
             held = self._held.popleft()
-            self.held -= len(held.observations)
             batch.extend(rebased(held.observations, held.estimate - held.wall))
-        if not batch:
-            return []
+            arrivals.extend([held.estimate] * len(held.observations))
+        self.held -= len(batch)
         self._counters.inc("clock.sealed_unsynced", len(batch))
-        return self._sealer.seal_batch(batch, ttl)
+        rows = self._sealer.seal_batch(batch, ttl, estimated=True)
+        return arrived_at(rows, arrivals, ttl)
 
     def _rotate_untrusted_epoch(self) -> list[OutboxRow]:
-        """Rotate out an epoch started before the anchor (its window is not trusted)."""
+        """Rotate out an epoch started before the anchor (its window is not trusted), or
+        start the epoch a rotation deferred until the anchor asked for."""
+        deferred, self._deferred = self._deferred, None
         since = self._clock.anchored_since
         started = self._sealer.started_mono
-        if since is None or started is None or started >= since:
+        if since is None:
             return []
-        return [self._sealer.rotate(REASON_CLOCK)]
+        if started is not None and started < since:
+            return [self._sealer.rotate(REASON_CLOCK)]
+        # an epoch started since the anchor already has keys newer than the deferred request
+        return [self._sealer.rotate(deferred)] if deferred and started is None else []

@@ -15,6 +15,8 @@ from gateway.mqtt.topics import Topics
 from gateway.outbox.store import Outbox
 
 _KID = re.compile(r"^[0-9a-f]{16}$")
+# keys/rotate's answer while the hub's clock is not yet trusted (docs/mqtt-api.md)
+DEFERRED_CLOCK = "clock_unsynced"
 
 
 class Rotating(Protocol):
@@ -25,6 +27,14 @@ class Rotating(Protocol):
         ...
 
 
+class Deferring(Protocol):
+    """Rotations that wait for a trusted clock (gateway.clockgate.ClockGate.defer_rotation)."""
+
+    def defer_rotation(self, reason: str) -> bool:
+        """Defer a rotation to the first seal after the anchor (True), or refuse to (False)."""
+        ...
+
+
 class HubHost(Protocol):
     """What the hub commands need of the daemon: its health report, the epoch machinery
     (rotation, announcements) and the connection to re-announce on."""
@@ -32,6 +42,11 @@ class HubHost(Protocol):
     @property
     def pipeline(self) -> Rotating:
         """The data path (for rotating the epoch)."""
+        ...
+
+    @property
+    def gate(self) -> Deferring:
+        """The sealer's clock gate (for deferring a rotation until the clock is trusted)."""
         ...
 
     audit: AuditLog
@@ -54,6 +69,11 @@ def register_hub_commands(router: Router, hub: HubHost) -> None:
 
     async def rotate(params: Mapping[str, Any]) -> Any:
         reject_unknown(params, frozenset())
+        if hub.gate.defer_rotation("command"):
+            # no announcement may carry an untrusted window: the epoch starts at the anchor
+            epoch = hub.sealer.epoch
+            await hub.audit.append("keys.rotate", epoch=epoch, deferred=DEFERRED_CLOCK)
+            return {"epoch": epoch, "deferred": DEFERRED_CLOCK}
         epoch = await hub.pipeline.rotate("command")
         await hub.audit.append("keys.rotate", epoch=epoch)
         return {"epoch": epoch}

@@ -11,6 +11,12 @@ cloud service can use it without the hub's dependencies.
   device and category, refuses epochs past their acceptance window, verifies the AEAD tag (the
   topic and seq are in the AAD), and only then checks and sets the exact per-epoch replay
   bitmap (one bit per seq). Records of an epoch may arrive in any order.
+- An epoch whose announcement is marked ``"est": true`` (the hub started it before its clock
+  was trusted, so ``nb``/``na`` are estimates) has its acceptance window measured from when this
+  consumer first accepted it: ``na - nb + accept_delay_s`` from then. It is refused once the
+  consumer knows a later epoch of the hub that ended its acceptance window, or a later trusted
+  one that started more than ``accept_delay_s`` ago (its records are older than that). Records
+  opened under it say ``ts_estimated``: their ``ts`` is the hub's best estimate.
 - Memory is bounded: epochs are forgotten (and their keys wiped) once ``not_after +
   accept_delay_s`` has passed, and each hub keeps at most ``max_epochs_per_hub`` epochs. A hub's
   epoch evicted by that cap can never be accepted again (the hub's epoch floor rises), and an
@@ -72,6 +78,7 @@ class EpochInfo:
     not_after: int
     max_records: int
     prev: bytes
+    estimated: bool = False  # nb/na are the hub's estimates ("est": its clock was untrusted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,7 @@ class OpenedRecord:
     ts: float
     fields: Mapping[str, Value]
     kid: bytes  # the epoch's key id: (hub_id, kid, seq) names the record exactly once
+    ts_estimated: bool = False  # sealed under an estimated epoch: ts is the hub's estimate
 
 
 class _Epoch:
@@ -121,6 +129,8 @@ class Consumer:
         self._epochs: dict[bytes, _Epoch] = {}
         self._hub_epochs: dict[str, dict[bytes, int]] = {}
         self._floor: dict[str, int] = {}
+        # per hub: estimated epochs below this are refused (a later epoch's window has ended)
+        self._estimated_floor: dict[str, int] = {}
         self._retired: OrderedDict[bytes, str] = OrderedDict()
         self._opens = 0
 
@@ -183,9 +193,12 @@ class Consumer:
             not_after=core.not_after,
             max_records=core.max_records,
             prev=core.prev,
+            estimated=core.estimated,
         )
         keys = EpochKeys(secret, core.hub_id, core.epoch, core.alg)
-        self._epochs[info.kid] = _Epoch(info, keys, core.not_after + self._accept_delay_s)
+        # an estimated window counts from now, when this consumer first saw the epoch
+        end = now + (core.not_after - core.not_before) if core.estimated else core.not_after
+        self._epochs[info.kid] = _Epoch(info, keys, end + self._accept_delay_s)
         hub_epochs = self._hub_epochs.setdefault(info.hub_id, {})
         hub_epochs[info.kid] = info.epoch
         while len(hub_epochs) > self._max_per_hub:
@@ -212,7 +225,7 @@ class Consumer:
             self.forget_expired(now)
         state = self._epochs.get(header.kid)
         if state is not None and now > state.deadline:
-            self._retire(header.kid)
+            self._expire(header.kid)
             state = None
         if state is None:
             if header.kid in self._retired:
@@ -264,6 +277,7 @@ class Consumer:
             ts=ts,
             fields=fields,
             kid=header.kid,
+            ts_estimated=info.estimated,
         )
 
     def forget_expired(self, now: float | None = None) -> int:
@@ -271,7 +285,7 @@ class Consumer:
         moment = self._clock() if now is None else now
         expired = [kid for kid, state in self._epochs.items() if moment > state.deadline]
         for kid in expired:
-            self._retire(kid)
+            self._expire(kid)
         return len(expired)
 
     def _check_fresh(self, core: EpochCore, kid: bytes, now: float) -> None:
@@ -279,10 +293,37 @@ class Consumer:
             raise ExpiredEpochError(
                 f"epoch {core.epoch} of hub {core.hub_id!r} was already forgotten"
             )
-        if now > core.not_after + self._accept_delay_s:
+        if core.estimated:
+            if self._superseded(core.hub_id, core.epoch, now):
+                raise ExpiredEpochError(
+                    f"estimated epoch {core.epoch} of hub {core.hub_id!r} is older than a "
+                    "later epoch past its acceptance window"
+                )
+        elif now > core.not_after + self._accept_delay_s:
             raise ExpiredEpochError(
                 f"epoch {core.epoch} of hub {core.hub_id!r} is past its acceptance window"
             )
+
+    def _superseded(self, hub_id: str, epoch: int, now: float) -> bool:
+        """Whether the records of estimated ``epoch`` are certainly older than the delay: a
+        later epoch ended its window, or a later trusted one started over the delay ago (the
+        hub sealed all of ``epoch`` before starting it)."""
+        if epoch < self._estimated_floor.get(hub_id, 0):
+            return True
+        delay = self._accept_delay_s
+        for kid, number in self._hub_epochs.get(hub_id, {}).items():
+            info = self._epochs[kid].info
+            if number > epoch and not info.estimated and now > info.not_before + delay:
+                return True
+        return False
+
+    def _expire(self, kid: bytes) -> None:
+        """Retire ``kid`` at the end of its acceptance window; estimated epochs before it are
+        refused from now on (their records are older still)."""
+        info = self._epochs[kid].info
+        floor = self._estimated_floor
+        floor[info.hub_id] = max(floor.get(info.hub_id, 0), info.epoch + 1)
+        self._retire(kid)
 
     def _retire(self, kid: bytes) -> None:
         state = self._epochs.pop(kid)

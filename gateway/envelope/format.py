@@ -12,7 +12,8 @@ Announcement of an epoch::
 
 ``nb`` is the epoch's start and ``na`` = nb + the configured maximum epoch age: the time after
 which the hub seals nothing more under the epoch. ``rkid`` = sha256(raw recipient public
-key)[:8].
+key)[:8]. A core may carry one more key, ``"est": true``, when the hub started the epoch before
+its wall clock was trusted: ``nb``/``na`` are then estimates (docs/envelope.md).
 
 Record (COSE_Encrypt0, RFC 9052 section 5.2)::
 
@@ -68,6 +69,8 @@ Value = bool | int | float | str | bytes | None
 
 _SCALARS: Final = frozenset({bool, int, float, str, bytes, type(None)})
 _CORE_KEYS: Final = frozenset({"v", "gw", "ep", "rkid", "alg", "nb", "na", "max", "prev"})
+# "est": true marks nb/na as estimates (the hub's clock was not trusted); absent otherwise.
+CORE_ESTIMATED: Final = "est"
 _PROTECTED_KEYS: Final = frozenset({HDR_ALG, HDR_KID, HDR_DEVICE, HDR_CATEGORY})
 _INT64: Final = 1 << 63
 _ENC_STRUCTURE_CONTEXT: Final = head(4, 3) + tstr("Encrypt0")
@@ -85,23 +88,24 @@ class EpochCore:
     not_after: int
     prev: bytes
     max_records: int = MAX_RECORDS
+    estimated: bool = False  # nb/na estimated: the hub's clock was not trusted
 
     def encode(self) -> bytes:
-        """Return the canonical CBOR encoding of this core."""
-        return cbor2.dumps(
-            {
-                "v": VERSION,
-                "gw": self.hub_id,
-                "ep": self.epoch,
-                "rkid": self.rkid,
-                "alg": self.alg,
-                "nb": self.not_before,
-                "na": self.not_after,
-                "max": self.max_records,
-                "prev": self.prev,
-            },
-            canonical=True,
-        )
+        """Return the canonical CBOR encoding of this core (``est`` only when estimated)."""
+        core: dict[str, object] = {
+            "v": VERSION,
+            "gw": self.hub_id,
+            "ep": self.epoch,
+            "rkid": self.rkid,
+            "alg": self.alg,
+            "nb": self.not_before,
+            "na": self.not_after,
+            "max": self.max_records,
+            "prev": self.prev,
+        }
+        if self.estimated:
+            core[CORE_ESTIMATED] = True
+        return cbor2.dumps(core, canonical=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +198,11 @@ def parse_announcement(payload: bytes) -> Announcement:
 def parse_core(data: bytes) -> EpochCore:
     """Parse and validate an announcement core; raise MalformedError on any deviation."""
     core = _decode(data, "announcement core")
-    if not isinstance(core, dict) or set(core) != _CORE_KEYS:
+    if not isinstance(core, dict) or set(core) - {CORE_ESTIMATED} != _CORE_KEYS:
         raise MalformedError("the announcement core does not have exactly the v1 keys")
+    estimated = CORE_ESTIMATED in core
+    if estimated and core[CORE_ESTIMATED] is not True:  # false is written by leaving it out
+        raise MalformedError('the announcement\'s "est" is not true')
     if core["v"] != VERSION:
         raise MalformedError(f"unsupported envelope version {core['v']!r}; expected {VERSION!r}")
     hub_id, epoch, rkid, alg = core["gw"], core["ep"], core["rkid"], core["alg"]
@@ -214,7 +221,7 @@ def parse_core(data: bytes) -> EpochCore:
         raise MalformedError(f"the announcement's max is not in 1..{MAX_RECORDS}")
     if not _is_bytes(prev) or len(prev) not in (0, 32):
         raise MalformedError("the announcement's prev is not empty or a sha256 digest")
-    return EpochCore(hub_id, epoch, rkid, alg, not_before, not_after, prev, max_records)
+    return EpochCore(hub_id, epoch, rkid, alg, not_before, not_after, prev, max_records, estimated)
 
 
 def encode_protected(alg: int, kid: bytes, device: bytes, category: str) -> bytes:

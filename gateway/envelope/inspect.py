@@ -38,6 +38,7 @@ def describe(payload: bytes) -> dict[str, JsonValue]:
         }
     announcement = parse_announcement(payload)
     core = announcement.core
+    estimated: dict[str, JsonValue] = {"est": True} if core.estimated else {}
     return {
         "kind": "announcement",
         "size": len(payload),
@@ -48,6 +49,7 @@ def describe(payload: bytes) -> dict[str, JsonValue]:
         "alg": core.alg,
         "nb": core.not_before,
         "na": core.not_after,
+        **estimated,  # nb/na are the hub's estimates (its clock was not trusted)
         "max": core.max_records,
         "prev": core.prev.hex(),
         "wrapped_size": len(announcement.wrapped),

@@ -8,7 +8,9 @@ A new epoch starts (``rotate``) at the first seal after a start, when the epoch 
 ``max_records`` records (never more than 65536), when it is ``max_age_s`` old (measured on the
 injected ``monotonic`` clock, so a wall-clock jump neither stops nor hastens rotation; the
 wall ``clock`` only dates announcements and rows: docs/clock.md), and whenever the
-caller asks (a recipient key change or a ``keys/rotate`` command). Each epoch's secret is 32
+caller asks (a recipient key change or a ``keys/rotate`` command). An epoch started by a call
+with ``estimated=True`` (the hub's wall clock not trusted: ``gateway.clockgate``) is announced
+with the core's ``"est": true`` marker, its ``nb``/``na`` being estimates. Each epoch's secret is 32
 bytes from ``os.urandom``, held in a ``bytearray`` only long enough to wrap it for the
 recipient and derive the AEAD key and base IV; when the next epoch starts the old key material
 is overwritten with zeros and dropped (see ``keyschedule`` for what Python cannot wipe).
@@ -200,22 +202,29 @@ class Sealer:
         recipient: X25519PublicKey | None = None,
         secret: bytes | None = None,
         wrapped: bytes | None = None,
+        estimated: bool = False,
     ) -> OutboxRow:
         """Start the next epoch now and return its announcement as a retained outbox row.
 
-        ``recipient`` replaces the recipient key from this epoch on. ``secret`` (and the HPKE
+        ``recipient`` replaces the recipient key from this epoch on. ``estimated`` marks the
+        announcement's window as estimated (``"est": true``). ``secret`` (and the HPKE
         ``wrapped`` form of it) make the epoch deterministic: for test vectors only.
         """
         if recipient is not None:
             self._recipient = recipient
-        return self._rotate(reason, self._clock(), secret, wrapped)[0]
+        return self._rotate(reason, self._clock(), secret, wrapped, estimated=estimated)[0]
 
     def seal_batch(
-        self, observations: Sequence[Observation], ttl: Callable[[str], float]
+        self,
+        observations: Sequence[Observation],
+        ttl: Callable[[str], float],
+        *,
+        estimated: bool = False,
     ) -> list[OutboxRow]:
         """Seal ``observations`` in order; each epoch's announcement row precedes its records.
 
-        Raises SealError, before sealing anything, if an observation has a malformed device
+        An epoch this call starts is marked ``estimated`` when asked (see ``rotate``). Raises
+        SealError, before sealing anything, if an observation has a malformed device
         pseudonym or category, a value CBOR cannot encode, or a plaintext over the size limit.
         """
         now, mono = self._clock(), self._monotonic()
@@ -225,7 +234,7 @@ class Sealer:
         for obs, plaintext in zip(observations, plaintexts, strict=True):
             reason = self._rotation_reason(mono)
             if reason is not None or state is None:
-                announcement, state = self._rotate(reason or REASON_START, now)
+                announcement, state = self._rotate(reason or REASON_START, now, estimated=estimated)
                 rows.append(announcement)
             route = state.routes.get((obs.device, obs.category))
             if route is None:
@@ -284,7 +293,13 @@ class Sealer:
         return route
 
     def _rotate(
-        self, reason: str, now: float, secret: bytes | None = None, wrapped: bytes | None = None
+        self,
+        reason: str,
+        now: float,
+        secret: bytes | None = None,
+        wrapped: bytes | None = None,
+        *,
+        estimated: bool = False,
     ) -> tuple[OutboxRow, _Epoch]:
         if wrapped is not None and secret is None:
             raise ValueError("a wrapped secret needs the secret it wraps")
@@ -300,6 +315,7 @@ class Sealer:
             not_before=not_before,
             not_after=not_after,
             prev=self._prev_hash,
+            estimated=estimated,
         ).encode()
         buf = bytearray(os.urandom(SECRET_LENGTH) if secret is None else secret)
         try:

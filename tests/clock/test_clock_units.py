@@ -1,8 +1,10 @@
 """HubClock trust and hub time, the ClockGate's hold and re-basing (real sealer and consumer
-library), audit time findings, the [clock] config and the sync sources."""
+library), marked epochs for what is sealed before the clock is trusted, deferred rotation,
+audit time findings, the [clock] config and the sync sources."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import aiosqlite
@@ -13,10 +15,13 @@ from gateway.clock import BUILD_FLOOR, HubClock, sync_source
 from gateway.clockgate import ClockGate
 from gateway.config import parse_config
 from gateway.counters import Counters
+from gateway.envelope.consumer import OpenedRecord as Opened
+from gateway.envelope.format import parse_announcement
+from gateway.envelope.sealer import Sealer
 from gateway.errors import ConfigError
-from gateway.model import Observation
+from gateway.model import EPOCH_CATEGORY, Observation, OutboxRow
 from gateway.storage.db import open_database
-from tests.envelope.envelope_helpers import World
+from tests.envelope.envelope_helpers import HUB_ID, World
 
 NOW = BUILD_FLOOR + 300 * 86400.0
 DEVICE = "0123456789abcdef"
@@ -57,6 +62,16 @@ def test_untrusted_before_the_floor_then_anchored_and_steady() -> None:
     clock.check()
     assert clock.now() == pytest.approx(NOW + 10)
     assert clock.lower_bound() == clock.now()
+
+
+def test_an_untrusted_clock_at_boot_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    clocks = Clocks(100.0)
+    clock = make_clock(clocks)
+    with caplog.at_level(logging.INFO, logger="gateway.clock"):
+        clock.check()
+        clocks.tick(1)
+        clock.check()
+    assert [r.getMessage() for r in caplog.records] == ["clock unsynced"]
 
 
 def test_a_running_time_sync_service_must_report_sync() -> None:
@@ -124,26 +139,101 @@ def test_gate_holds_until_anchored_then_seals_rebased_under_a_trusted_epoch() ->
     assert "clock.sealed_unsynced" not in counters.snapshot()
 
 
-def test_gate_overflow_and_stop_seal_on_the_estimate() -> None:
+def _opened_by_a_consumer_at_the_true_time(world: World, rows: list[OutboxRow]) -> list[Opened]:
+    """Open ``rows`` (announcements first, in order) as a consumer would at ``NOW``."""
+    world.clock.now = NOW
+    consumer = world.consumer()
+    opened: list[Opened] = []
+    for row in rows:
+        if row.category == EPOCH_CATEGORY:
+            consumer.accept_announcement(row.payload)
+        else:
+            opened.append(consumer.open(row.topic, row.payload))
+    return opened
+
+
+def _gate_booted_at_1970(max_held: int) -> tuple[Clocks, HubClock, World, ClockGate, Counters]:
+    """A gate whose hub booted at 1970 on a fresh install (floor: the build date), 300 days
+    before the true time ``NOW``."""
     clocks = Clocks(100.0)
     clock = make_clock(clocks)
     clock.check()
-    counters = Counters()
     world = World()
+    sealer = Sealer(  # dating announcements and rows in hub time, as the daemon wires it
+        hub_id=HUB_ID,
+        topic_root=world.topic_root,
+        signing_key=world.hub_key,
+        recipient=world.recipient.public_key(),
+        alg=world.alg,
+        clock=clock.now,
+        monotonic=lambda: clocks.mono,
+    )
+    counters = Counters()
     gate = ClockGate(
-        world.sealer(),
+        sealer,
         clock,
         counters,
-        max_held=4,
+        max_held=max_held,
         wall=lambda: clocks.wall,
         mono=lambda: clocks.mono,
     )
+    return clocks, clock, world, gate, counters
+
+
+def test_gate_overflow_and_stop_seal_under_marked_epochs_the_consumer_opens() -> None:
+    clocks, _, world, gate, counters = _gate_booted_at_1970(max_held=4)
     assert gate.seal_batch(observations(clocks.wall), lambda _: 60.0) == []
+    clocks.tick(2)
     rows = gate.seal_batch(observations(clocks.wall), lambda _: 60.0)  # 6 > 4: oldest sealed
     assert len(rows) == 1 + 3
     assert gate.held == 3
-    assert len(gate.seal_held(lambda _: 60.0, force=True)) == 3
+    clocks.tick(2)
+    rows += gate.seal_held(lambda _: 60.0, force=True)  # a graceful stop before any sync
+    assert len(rows) == 1 + 3 + 3
     assert counters.snapshot()["clock.sealed_unsynced"] == 6
+    assert parse_announcement(rows[0].payload).core.estimated
+    # a consumer at the true time, 300 days after the hub's estimate, opens every record
+    opened = _opened_by_a_consumer_at_the_true_time(world, rows)
+    assert len(opened) == 6
+    assert all(r.ts_estimated for r in opened)
+    assert [r.ts for r in opened] == [pytest.approx(BUILD_FLOOR)] * 3 + [
+        pytest.approx(BUILD_FLOOR + 2)
+    ] * 3
+    # their time to live counts from when they arrived, not from when they were sealed
+    records = [r for r in rows if r.category != EPOCH_CATEGORY]
+    assert [r.expires for r in records][3:] == [pytest.approx(BUILD_FLOOR + 2 + 60)] * 3
+
+
+def test_keys_rotate_before_the_anchor_is_deferred_to_the_first_seal_after_it() -> None:
+    clocks, clock, world, gate, _ = _gate_booted_at_1970(max_held=100)
+    assert gate.defer_rotation("command")
+    assert gate.deferred == "command"
+    assert gate.seal_held(lambda _: 60.0) == []  # nothing happens before the anchor
+    clocks.tick(5)
+    clocks.wall = NOW
+    clock.check()
+    rows = gate.seal_held(lambda _: 60.0)  # the next pipeline tick
+    assert [r.category for r in rows] == [EPOCH_CATEGORY]
+    assert not parse_announcement(rows[0].payload).core.estimated
+    assert parse_announcement(rows[0].payload).core.not_before == int(NOW)
+    assert gate.deferred is None
+    assert not gate.defer_rotation("command")  # anchored: keys/rotate rotates at once
+    assert _opened_by_a_consumer_at_the_true_time(world, rows) == []
+
+
+def test_released_readings_live_their_ttl_from_when_they_arrived() -> None:
+    clocks, clock, world, gate, _ = _gate_booted_at_1970(max_held=100)
+    gate.seal_batch(observations(clocks.wall), lambda _: 60.0)
+    clocks.tick(40)
+    clocks.wall = NOW
+    clock.check()
+    rows = gate.seal_held(lambda _: 60.0)
+    records = [r for r in rows if r.category != EPOCH_CATEGORY]
+    assert [(r.created, r.expires) for r in records] == [
+        (pytest.approx(NOW - 40), pytest.approx(NOW + 20))
+    ] * 3
+    opened = _opened_by_a_consumer_at_the_true_time(world, rows)
+    assert [(r.ts, r.ts_estimated) for r in opened] == [(pytest.approx(NOW - 40), False)] * 3
 
 
 def test_gate_rebases_readings_queued_across_a_step() -> None:
