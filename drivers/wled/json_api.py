@@ -23,6 +23,7 @@ from gateway.model import Value
 INFO_PATH: Final = "/json/info"
 STATUS_PATH: Final = "/json/si"
 MAX_VERSION: Final = 32
+MAX_INT: Final = 2**53  # exact in every JSON implementation; larger is garbage
 
 FIELDS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -50,7 +51,7 @@ def _parse(model: str, body: Any) -> Any:
         raise DeviceError("bad_shape", f"the WLED {model} is not a JSON object")
     try:
         return getattr(_models(), model).from_dict(body)
-    except (LookupError, ValueError, TypeError, AttributeError) as exc:
+    except (LookupError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         # mashumaro's MissingField is a LookupError, InvalidFieldValue a ValueError.
         raise DeviceError("bad_shape", f"the WLED {model} is not the documented shape") from exc
 
@@ -80,18 +81,27 @@ def parse_status(body: Any) -> StatusReport:
     info = _parse("Info", body.get("info"))
     fields: dict[str, Value] = {
         "on": bool(state.on),
-        "brightness": int(state.brightness),
-        "led_count": int(info.leds.count),
-        "power_ma": int(info.leds.power),
-        "uptime_s": int(info.uptime.total_seconds()),
+        "brightness": _bounded(state.brightness, "bri"),
+        "led_count": _bounded(info.leds.count, "leds.count"),
+        "power_ma": _bounded(info.leds.power, "leds.pwr"),
+        "uptime_s": _bounded(info.uptime.total_seconds(), "uptime"),
     }
     if info.version is not None:
         fields["firmware"] = str(info.version)[:MAX_VERSION]
     if info.wifi is not None:
         if info.wifi.rssi is not None:
-            fields["wifi_rssi"] = int(info.wifi.rssi)
+            fields["wifi_rssi"] = _bounded(info.wifi.rssi, "wifi.rssi")
         if info.wifi.signal is not None:
-            fields["wifi_signal"] = int(info.wifi.signal)
+            fields["wifi_signal"] = _bounded(info.wifi.signal, "wifi.signal")
     # WLED answers no upgrade information of its own (python-wled asks GitHub, which the hub
     # does not): upgrade info stays "none available".
     return StatusReport(fields=fields, update_available=False, update_version=None)
+
+
+def _bounded(value: object, key: str) -> int:
+    """Return ``value`` as an int within +-MAX_INT; DeviceError(bad_shape) when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DeviceError("bad_shape", f"WLED status: {key!r} is not a number")
+    if not -MAX_INT <= value <= MAX_INT:  # NaN fails too
+        raise DeviceError("bad_shape", f"WLED status: {key!r} is out of range")
+    return int(value)
