@@ -1,6 +1,7 @@
 """The real daemon under a faked wall clock (libfaketime; monotonic clock real), a real
-Mosquitto and the consumer library: boot at 1970 with the broker down then a jump to now, a
-backward jump of a year, a forward jump of a year (docs/clock.md)."""
+Mosquitto and the consumer library: boot at 1970 with the broker down then a jump to now, boot
+at 1970 past the hold limit (marked epochs, keys/rotate deferred), a backward jump of a year,
+a forward jump of a year (docs/clock.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from tests.clock.faketime_hub import YEAR_S, Watcher, faked_hub, real_now
 from tests.support.hub import eventually
 from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt_requests import requests
 
 # Short retention: a record dated by a 1970 clock, or expired by a clock a year ahead, would
 # be destroyed within a sweep.
@@ -57,6 +59,42 @@ async def test_boot_at_1970_with_the_broker_down_then_the_clock_jumps_to_now(
     counters = watcher.health["counters"]
     assert "retention.expired" not in counters
     assert "clock.sealed_unsynced" not in counters
+
+
+async def test_boot_at_1970_past_the_hold_limit_seals_marked_epochs_the_consumer_opens(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    spawned = real_now()
+    config = SIMULATED + "[clock]\nhold_max_records = 10\n"
+    async with faked_hub(tmp_path, broker.port, "clock-over", config, offset=100 - spawned) as hub:
+        watcher = Watcher(hub, broker.port)
+        async with watcher.watching(), requests(hub.config, broker.port) as ask:
+            answer = await ask("keys/rotate")
+            assert answer["status"] == "ok"
+            assert answer["data"]["deferred"] == "clock_unsynced"
+            await eventually(
+                lambda: len(watcher.sink.opened) >= 20, what="readings beyond the hold limit"
+            )
+            assert all(r.ts_estimated for r in watcher.sink.opened)
+            deferred_at = answer["data"]["epoch"]
+            jumped = real_now()
+            hub.set_offset(0)  # NTP synchronises
+            await hub.wait_log("hub time anchored", timeout=5)
+            await eventually(
+                lambda: any(not r.ts_estimated for r in watcher.sink.opened),
+                what="records of a trusted epoch",
+            )
+            epochs = watcher.sink.consumer.epochs()
+    sink = watcher.sink
+    assert sink.errors == []
+    assert sink.gaps() == []
+    # marked epochs only before the sync; the deferred rotation took place at the anchor
+    assert all(e.estimated for e in epochs if e.epoch <= deferred_at)
+    trusted = [e for e in epochs if not e.estimated]
+    assert trusted
+    assert min(e.not_before for e in trusted) >= jumped - 2
+    assert all(abs(r.ts - real_now()) < 60 for r in sink.opened if not r.ts_estimated)
+    assert "clock unsynced" in hub.log()
 
 
 async def test_backward_jump_epochs_still_rotate_and_records_keep_hub_time(
