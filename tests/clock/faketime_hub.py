@@ -26,13 +26,19 @@ from tests.support.pump import pumping
 # A year, for the jumps.
 YEAR_S: Final = 365 * 86400
 READY_S: Final = 30.0
+# Set to 1 where these tests must run (CI): a missing libfaketime fails them instead of skipping.
+REQUIRE_FAKETIME: Final = "CONSENTGATE_REQUIRE_FAKETIME"
 
 
 def libfaketime() -> str:
-    """Return the path of Debian's libfaketimeMT (skip the test when it is not installed)."""
+    """Return the path of Debian's libfaketimeMT; without it, skip the test, or fail it when
+    ``CONSENTGATE_REQUIRE_FAKETIME=1`` (as CI sets it: these tests must not vanish there)."""
     found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
     if not found:
-        pytest.skip("libfaketime is not installed (./dev test installs the faketime package)")
+        why = "libfaketime is not installed (./dev test installs the faketime package)"
+        if os.environ.get(REQUIRE_FAKETIME) == "1":
+            pytest.fail(f"{why}; {REQUIRE_FAKETIME}=1 requires it")
+        pytest.skip(why)
     return found[0]
 
 
