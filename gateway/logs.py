@@ -63,6 +63,7 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
         "habluetooth",
         "bleak_retry_connector",
         "aiohttp",
+        "aiohomekit",  # HAP requests and answers (values, keys), addresses, pairing ids
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.Formatter.converter = time.gmtime
