@@ -1,5 +1,6 @@
-"""The shipped systemd unit: the required directives, a clean `systemd-analyze verify`, and an
-exposure of at most 2.0 by `systemd-analyze security --offline=true`."""
+"""The shipped systemd unit: the required directives, ordering after time-sync.target, the
+kernel's clock status readable, a clean `systemd-analyze verify`, and an exposure of at most
+2.0 by `systemd-analyze security --offline=true`."""
 
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def test_watchdog_and_credentials_are_set() -> None:
     found = directives()
     assert re.fullmatch(r"\d+s", found["WatchdogSec"][0])
     assert any(v.startswith("consentgate-storage.key:") for v in found["LoadCredential"])
+
+
+def test_the_unit_waits_for_time_sync_without_requiring_it() -> None:
+    found = directives()
+    assert "time-sync.target" in found["Wants"][0].split()
+    assert "time-sync.target" in found["After"][0].split()
+    assert not any("time-sync.target" in v for v in found.get("Requires", []))
+
+
+def test_the_kernel_sync_status_stays_readable_and_the_clock_unsettable() -> None:
+    found = directives()
+    assert "ProtectClock" not in found  # its filter refuses reading adjtimex(2) too
+    filters = found["SystemCallFilter"]
+    # a later allow list re-adds what an earlier deny list removed
+    assert filters.index("adjtimex clock_adjtime") > filters.index("~@privileged @resources")
+    assert found["CapabilityBoundingSet"] == [""]  # no CAP_SYS_TIME: reading only
 
 
 @needs_analyze
