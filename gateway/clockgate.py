@@ -37,7 +37,7 @@ from typing import Final
 from gateway.clock import FOLLOW_S, HubClock
 from gateway.counters import Counters
 from gateway.envelope.sealer import Sealer
-from gateway.model import EPOCH_CATEGORY, Observation, OutboxRow
+from gateway.model import Observation, OutboxRow
 
 # Below this difference between hub time and the wall clock, readings keep their own ts.
 REBASE_MIN_S: Final = 1.0
@@ -53,18 +53,6 @@ class _Held:
     wall: float
     mono: float
     estimate: float
-
-
-def arrived_at(
-    rows: list[OutboxRow], arrivals: Sequence[float], ttl: Callable[[str], float]
-) -> list[OutboxRow]:
-    """Return ``rows`` with the first ``len(arrivals)`` records' ``created`` set to their
-    arrival time and ``expires`` to that time plus their category's ``ttl``."""
-    records = (i for i, row in enumerate(rows) if row.category != EPOCH_CATEGORY)
-    for index, arrived in zip(records, arrivals, strict=False):
-        row = rows[index]
-        rows[index] = dataclasses.replace(row, created=arrived, expires=arrived + ttl(row.category))
-    return rows
 
 
 def rebased(observations: Sequence[Observation], error: float) -> Sequence[Observation]:
@@ -139,7 +127,7 @@ class ClockGate:
         rows = self._rotate_untrusted_epoch()
         batch, arrivals = self._release()
         batch.extend(self._in_hub_time(observations, self._wall(), clock.now()))
-        rows.extend(arrived_at(self._sealer.seal_batch(batch, ttl), arrivals, ttl))
+        rows.extend(self._sealer.seal_batch(batch, ttl, arrived=arrivals))
         return rows
 
     def _in_hub_time(
@@ -182,7 +170,7 @@ class ClockGate:
             rows = self._rotate_untrusted_epoch()
             batch, arrivals = self._release()
             if batch:
-                rows.extend(arrived_at(self._sealer.seal_batch(batch, ttl), arrivals, ttl))
+                rows.extend(self._sealer.seal_batch(batch, ttl, arrived=arrivals))
             return rows
         if not force or not self._held:
             return []
@@ -209,8 +197,7 @@ class ClockGate:
             arrivals.extend([held.estimate] * len(held.observations))
         self.held -= len(batch)
         self._counters.inc("clock.sealed_unsynced", len(batch))
-        rows = self._sealer.seal_batch(batch, ttl, estimated=True)
-        return arrived_at(rows, arrivals, ttl)
+        return self._sealer.seal_batch(batch, ttl, estimated=True, arrived=arrivals)
 
     def _rotate_untrusted_epoch(self) -> list[OutboxRow]:
         """Rotate out an epoch started before the anchor (its window is not trusted), or

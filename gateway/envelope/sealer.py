@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -220,10 +221,14 @@ class Sealer:
         ttl: Callable[[str], float],
         *,
         estimated: bool = False,
+        arrived: Sequence[float] = (),
     ) -> list[OutboxRow]:
         """Seal ``observations`` in order; each epoch's announcement row precedes its records.
 
-        An epoch this call starts is marked ``estimated`` when asked (see ``rotate``). Raises
+        An epoch this call starts is marked ``estimated`` when asked (see ``rotate``). The
+        first ``len(arrived)`` records are dated (``created``, and ``expires`` = it + ttl) by
+        when their reading arrived, the rest by now (readings that waited for a trusted
+        clock: ``gateway.clockgate``). Raises
         SealError, before sealing anything, if an observation has a malformed device
         pseudonym or category, a value CBOR cannot encode, or a plaintext over the size limit.
         """
@@ -231,7 +236,8 @@ class Sealer:
         plaintexts = [self._plaintext(obs) for obs in observations]
         rows: list[OutboxRow] = []
         state = self._current
-        for obs, plaintext in zip(observations, plaintexts, strict=True):
+        dates = chain(arrived, repeat(now)) if arrived else repeat(now)
+        for obs, plaintext, created in zip(observations, plaintexts, dates, strict=False):
             reason = self._rotation_reason(mono)
             if reason is not None or state is None:
                 announcement, state = self._rotate(reason or REASON_START, now, estimated=estimated)
@@ -252,8 +258,8 @@ class Sealer:
                     device=obs.device,
                     category=obs.category,
                     epoch=state.number,
-                    created=now,
-                    expires=now + ttl(obs.category),
+                    created=created,
+                    expires=created + ttl(obs.category),
                 )
             )
         return rows
