@@ -296,7 +296,9 @@ class Pipeline:
         """
         while True:
             # the first reading stays where ``settle`` finds it while the batch lingers
-            self._first.append(await self._queue.get())
+            reading = await self._queue.get()
+            # (``self._first`` is read after the wait: ``settle`` may have replaced the list)
+            self._first.append(reading)
             if self._linger_s and self._queue.qsize() < self._batch_size - 1:
                 await asyncio.sleep(self._linger_s)
             await self._room.wait()

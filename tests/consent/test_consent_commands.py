@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 
 from gateway.consent.commands import withdrawn_categories
 from gateway.daemon import Hub
-from gateway.model import OutboxRow
+from gateway.model import OutboxRow, Reading
 from tests.support.hub import hub_config, running_hub
 from tests.support.mosquitto import Mosquitto, free_port
 
@@ -109,3 +111,24 @@ def test_withdrawn_categories_follow_the_catalogue() -> None:
     ]
     assert withdrawn_categories("health", "off", "on") == []
     assert withdrawn_categories("telemetry", "on", "off") == ["telemetry.environment"]
+
+
+async def test_the_first_reading_after_a_grant_is_collected(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """A grant settles the queue while the pipeline waits for a reading; the reading that then
+    arrives is the pipeline's to process, not left in the batch the grant already ran."""
+    config = hub_config(
+        tmp_path, broker.port, "consent-first", simulator={"devices": 1, "rate_hz": 0.001}
+    )
+    async with running_hub(config) as hub:
+        device = sorted(hub.simulated)[0]
+        await asyncio.sleep(0.1)  # the pipeline now waits on its empty queue
+        assert (await call(hub, "consent/set", flag="health", state="on"))["status"] == "ok"
+        before = hub.pipeline.committed
+        assert hub.pipeline.submit(Reading(device, "simulator", time.time(), {"temperature": 21.5}))
+        for _ in range(100):
+            if hub.pipeline.committed > before:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.pipeline.committed == before + 1

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from drivers.lan.simulator import Announcer, sample_txt
 from gateway.daemon import Hub
 from tests.support.hub import RecordSink, eventually, hub_config, make_sink, running_hub
@@ -63,12 +61,6 @@ async def test_with_the_network_flag_off_the_mac_stays_home(
         assert hub.counters.get("dropped.device.network") == 1  # the MAC, at the gate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/pipeline.py Pipeline.run binds self._first.append before awaiting the "
-    "queue; a consent change's settle() swaps self._first meanwhile, so the first reading "
-    "after it is appended to the list settle() took, and lost",
-)
 async def test_with_the_network_flag_on_the_mac_reaches_the_consumer(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
