@@ -2,7 +2,8 @@
 
 Fields: ``ts level event component`` plus the record's ``extra`` context. Callers pass only
 pseudonyms, counts and codes as context; ``redact`` is a second line of defence that masks
-anything shaped like a MAC address or a long hex secret that slipped into a message.
+anything shaped like a MAC address, an IP address (a device's, in a library's error message) or
+a long hex secret that slipped into a message.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any, Final, TextIO
 _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _MAC: Final = re.compile(r"\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b")
 _LONG_HEX: Final = re.compile(r"\b[0-9A-Fa-f]{32,}\b")
+_IPV4: Final = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+# IPv6: a "::" or at least five colons between hex groups (a time of day has two)
+_IPV6: Final = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 
 
 def redact(text: str) -> str:
-    """Mask MAC addresses and long hex strings (keys, raw ids) in ``text``."""
-    return _LONG_HEX.sub("<hex>", _MAC.sub("<mac>", text))
+    """Mask MAC addresses, IP addresses and long hex strings (keys, raw ids) in ``text``."""
+    text = _IPV4.sub("<ip>", _LONG_HEX.sub("<hex>", _MAC.sub("<mac>", text)))
+    return _IPV6.sub(_ipv6, text)
+
+
+def _ipv6(match: re.Match[str]) -> str:
+    found = match.group(0)
+    return "<ip>" if "::" in found or found.count(":") >= 5 else found
 
 
 class JsonFormatter(logging.Formatter):

@@ -16,7 +16,7 @@ import pytest
 
 from drivers.shelly.simulator import SimulatedShelly
 from gateway.daemon import Hub
-from gateway.logs import setup_logging
+from gateway.logs import redact, setup_logging
 from tests.rights.helpers import mqtt_request
 from tests.security.clients import consuming, credentials
 from tests.security.conftest import HUB_A, OPERATOR, PASSWORDS, SecureBroker
@@ -158,3 +158,20 @@ async def test_debug_logs_hold_no_personal_data_keys_or_credentials(
     assert any(":" in m for m in macs)
     assert not leaks(output, secrets)
     assert MAC.search(output) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("device at 192.168.1.23:51826 refused", "device at <ip>:51826 refused"),
+        ("connect fe80::1ff:fe23:4567:890a failed", "connect <ip> failed"),
+        ("peer [2001:db8:0:0:0:0:2:1]:80", "peer [<ip>]:80"),
+        ("scale AA:BB:CC:DD:EE:FF seen", "scale <mac> seen"),
+        ("key " + "ab" * 16, "key <hex>"),
+        ("at 17:05:25 firmware 1.2.3 after 3.5 s", "at 17:05:25 firmware 1.2.3 after 3.5 s"),
+    ],
+)
+def test_redact_masks_addresses_and_secrets_but_not_times_or_versions(
+    text: str, masked: str
+) -> None:
+    assert redact(text) == masked
