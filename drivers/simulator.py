@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Final
 
 from gateway.model import Reading, Value
+from gateway.timers import sleep_until
 
 DRIVER: Final = "simulator"
 FIELDS: Final = MappingProxyType(
@@ -86,8 +87,12 @@ class Simulator:
         cursor = 0
         loop = asyncio.get_running_loop()
         last = loop.time()
+        slot = math.ceil(last / TICK_S)
         while True:
-            await asyncio.sleep(TICK_S)
+            # ticks on multiples of TICK_S (the daemon's other timers share their wake-ups);
+            # a tick missed while the loop was busy is skipped, its readings owed to the next
+            slot = max(slot + 1, math.ceil(loop.time() / TICK_S))
+            await sleep_until(slot * TICK_S)
             now_loop = loop.time()
             owed += (now_loop - last) * per_second
             last = now_loop

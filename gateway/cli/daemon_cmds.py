@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT; exit 2 on a configuration error."""
     from gateway import daemon  # noqa: PLC0415 - keep `config check` light
     from gateway.logs import setup_logging  # noqa: PLC0415
+    from gateway.timers import loop_factory  # noqa: PLC0415
 
     config = load_or_exit(args.config)
     if config is None:
@@ -72,7 +73,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         await daemon.run(config, stop)
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory(config.timer_slack_s)) as runner:
+            runner.run(main())
     except ConfigError as exc:
         logger.error("configuration error", extra={"reason": str(exc)})  # noqa: TRY400
         print(f"consentgate: config error: {exc}", file=sys.stderr)

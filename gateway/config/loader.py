@@ -67,6 +67,7 @@ class Config:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log_level: str = "INFO"
+    timer_slack_s: float = 0.05
 
     @property
     def topic_root(self) -> str:
@@ -119,6 +120,7 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
         homeassistant=parse_homeassistant(top.table("homeassistant")),
         metrics=parse_metrics(top.table("metrics"), base),
         log_level=_log_level(top),
+        timer_slack_s=top.number("timer_slack_s", defaults(Config)["timer_slack_s"], 0.0, 1.0),
     )
     top.done()
     return config

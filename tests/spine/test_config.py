@@ -20,6 +20,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert config.mqtt.port == 1883
     assert config.outbox.overflow == "drop_oldest"
     assert config.simulator.devices == 0
+    assert config.timer_slack_s == 0.05
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
             "passive",
         ),
         ({**BASE, "simulator": {"devices": True}}, "simulator.devices", "boolean"),
+        ({**BASE, "timer_slack_s": 5}, "timer_slack_s", "out of range"),
     ],
 )
 def test_errors_name_key_value_and_allowed(

@@ -1,0 +1,79 @@
+"""Timer coalescing: the daemon's timers fire on a shared grid, so they share wake-ups.
+
+Every loop of the hub that sleeps (the simulator's ticks, the pipeline's linger, the group
+commit, the epoch and clock checks, paho's keep-alive loops, the publisher's idle wait) would
+otherwise wake the process at its own instant. On a Pi, and on the machine the benchmarks ran on,
+a wake-up from an idle CPU costs more than the work most of them do (docs/performance.md).
+``CoalescingLoop`` rounds the deadline of every timer up to the next multiple of ``slack_s`` on
+the loop's monotonic clock: timers due within the same slot run in the same turn of the loop,
+after one wake-up, still in the order of their deadlines. It is the kernel's timer slack, applied
+where the kernel cannot see it (asyncio keeps its timers in one heap and sleeps until the first).
+
+The price is that a timer fires up to ``slack_s`` late; nothing the hub promises depends on a
+timer being that precise (consent changes, acknowledgements and PUBACKs are driven by I/O, not
+timers, and run as soon as their packet arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from contextvars import Context
+from typing import Final, TypeVarTuple
+
+DEFAULT_SLACK_S: Final = 0.05
+_Ts = TypeVarTuple("_Ts")
+GRID_TOLERANCE: Final = 1e-6  # of a slot: 50 ns for 0.05 s
+ORDER_SCALE: Final = 1e-6  # a 0.05 s slot's deadlines, kept in order within 50 ns
+
+
+class CoalescingLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose timers fire on a grid of ``slack_s`` seconds."""
+
+    def __init__(self, slack_s: float = DEFAULT_SLACK_S) -> None:
+        super().__init__()
+        self.slack_s = slack_s
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """Schedule ``callback`` at ``when`` rounded up to the next multiple of ``slack_s``."""
+        slack = self.slack_s
+        if slack > 0:
+            # (a deadline on the grid itself stays in its slot despite float rounding)
+            slot = math.ceil(when / slack - GRID_TOLERANCE) * slack
+            # the order of the timers of one slot stays the order of their deadlines (a timeout
+            # never overtakes what it guards): offsets within the slot, shrunk to nanoseconds
+            when = slot + (when - slot + slack) * ORDER_SCALE
+        return super().call_at(when, callback, *args, context=context)
+
+
+def loop_factory(slack_s: float) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Return a factory of event loops whose timers share wake-ups on a ``slack_s`` grid (a
+    plain loop when ``slack_s`` is 0), for ``asyncio.Runner(loop_factory=...)``."""
+    if slack_s <= 0:
+        return asyncio.new_event_loop
+    return lambda: CoalescingLoop(slack_s)
+
+
+async def sleep_until(when: float) -> None:
+    """Sleep until the loop's clock reaches ``when``: a deadline, not a delay, so a periodic
+    loop that sleeps until multiples of its period keeps that period on a coalescing loop
+    (``asyncio.sleep(period)`` from a turn that began just after a slot starts ends a slot late)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at(when, _wake, future)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

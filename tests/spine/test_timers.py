@@ -1,0 +1,86 @@
+"""Timer coalescing: the daemon's timers fire on a shared grid, in one turn of the loop per slot."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from gateway.timers import CoalescingLoop, loop_factory, sleep_until
+
+SLACK = 0.05
+
+
+def test_timers_due_in_one_slot_fire_on_its_boundary_in_one_turn_in_order() -> None:
+    loop = CoalescingLoop(SLACK)
+    turn = [0]  # counts the loop's turns: a handle re-queued with call_soon runs once per turn
+    fired: list[tuple[str, int, float]] = []
+
+    def record(name: str) -> None:
+        fired.append((name, turn[0], loop.time()))
+
+    def count_turns() -> None:
+        turn[0] += 1
+        if len(fired) < 3:
+            loop.call_soon(count_turns)
+
+    try:
+        start = math.ceil(loop.time() / SLACK) * SLACK  # the slot (start, start + SLACK]
+        for name, delay in (("c", 0.049), ("a", 0.003), ("b", 0.021)):
+            loop.call_at(start + delay, record, name)
+        loop.call_soon(count_turns)
+        loop.run_until_complete(asyncio.sleep(0.3))
+    finally:
+        loop.close()
+    assert [name for name, _, _ in fired] == ["a", "b", "c"]
+    assert len({t for _, t, _ in fired}) == 1, "all three ran in one turn, after one wake-up"
+    when = fired[0][2]
+    assert when >= start + 0.049  # never early
+    assert when < start + SLACK + 0.02  # at most one slot late (and a little scheduling)
+
+
+def test_a_timer_is_never_early_and_at_most_one_slot_late() -> None:
+    async def measure() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.sleep(0.013)
+        return loop.time() - start
+
+    with asyncio.Runner(loop_factory=loop_factory(SLACK)) as runner:
+        waits = [runner.run(measure()) for _ in range(5)]
+    assert all(0.013 <= w < 0.013 + SLACK + 0.02 for w in waits), waits
+
+
+def test_no_slack_gives_the_plain_loop() -> None:
+    loop = loop_factory(0.0)()
+    try:
+        assert not isinstance(loop, CoalescingLoop)
+    finally:
+        loop.close()
+
+
+def test_a_timeout_never_overtakes_what_it_guards_in_the_same_slot() -> None:
+    async def guarded() -> None:
+        await asyncio.wait_for(asyncio.sleep(0.01), timeout=0.02)
+
+    with asyncio.Runner(loop_factory=loop_factory(SLACK)) as runner:
+        for _ in range(20):
+            runner.run(guarded())  # would raise TimeoutError if the slot's order were lost
+
+
+def test_a_loop_sleeping_until_grid_deadlines_keeps_its_period() -> None:
+    async def ticks(until_deadline: bool) -> int:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        slot, count = math.ceil(loop.time() / SLACK), 0
+        while loop.time() < end:
+            if until_deadline:
+                slot += 1
+                await sleep_until(slot * SLACK)
+            else:
+                await asyncio.sleep(SLACK)  # ends a slot late: the turn began after the slot
+            count += 1
+        return count
+
+    with asyncio.Runner(loop_factory=loop_factory(SLACK)) as runner:
+        assert runner.run(ticks(until_deadline=True)) >= 19  # 20 a second
+        assert runner.run(ticks(until_deadline=False)) <= 12  # why sleep_until exists
