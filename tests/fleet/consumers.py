@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.fleet_hubs import SimHub, publish_rows
 from gateway.envelope.keys import generate_recipient, load_recipient_private, raw_public
+from gateway.envelope.live import partition_filters, subscriptions
+from gateway.model import OutboxRow
 from tests.support.mosquitto import Mosquitto
 
 BASE: Final = "fleet"
@@ -66,6 +68,23 @@ class Member:
             argv += ["--trust", f"{hub_id}={raw_public(key.public_key()).hex()}"]
         return argv
 
+    def filters(self) -> list[str]:
+        """Return the topic filters this member subscribes to, as ``consume`` computes them."""
+        epochs, data = subscriptions(self.base, self.group)
+        if self.partition is None:
+            return [epochs, data]
+        index, count = (int(n) for n in self.partition.split("/"))
+        return [epochs, *partition_filters(self.base, self.trust, index, count)]
+
+    def subscribed(self, broker_log: str) -> bool:
+        """Return whether ``broker_log`` shows all this member's subscriptions added since its
+        latest connection (Mosquitto logs "<time>: <client id> <qos> <filter>")."""
+        connected = broker_log.rfind(f" as {self.client_id} ")
+        since = broker_log[connected:]
+        return connected >= 0 and all(
+            f": {self.client_id} 1 {f}\n" in since for f in self.filters()
+        )
+
     async def start(self) -> None:
         """Start the process (stdout discarded: the sink is what counts)."""
         with self.log.open("ab") as log:
@@ -116,7 +135,9 @@ class Fleet:
         cls, tmp_path: Path, sink: str, hubs: int, *, members: int = 2, partitioned: bool = False
     ) -> Fleet:
         """Start the broker; make ``hubs`` hubs and ``members`` members (not started yet)."""
-        mosquitto = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true").start()
+        mosquitto = Mosquitto(
+            tmp_path / "mosquitto", "allow_anonymous true\nlog_type subscribe"
+        ).start()
         keys = generate_recipient(tmp_path / "keys")
         recipient = load_recipient_private(keys.private_key).public_key()
         sims = [SimHub(f"hub-{i}", BASE, recipient) for i in range(hubs)]
@@ -138,14 +159,20 @@ class Fleet:
         return cls(mosquitto, sims, group, sink)
 
     async def start(self, records: int) -> None:
-        """Start the members and publish ``records`` per hub: the retained announcements
-        first, and the records once the members stored them all (so all are subscribed)."""
+        """``begin``, then publish the ``records`` per hub it sealed."""
+        await publish_rows(self.mosquitto.port, await self.begin(records))
+
+    async def begin(self, records: int) -> list[OutboxRow]:
+        """Start the members and wait until each is subscribed; seal ``records`` per hub and
+        publish the hubs' retained announcements; once they are stored, return the records
+        (not published yet)."""
         for member in self.members:
             await member.start()
-        first = [row for h in self.hubs for row in h.seal(records)]
-        await publish_rows(self.mosquitto.port, [r for r in first if r.retain])
+        await self.subscribed()
+        sealed = [row for h in self.hubs for row in h.seal(records)]
+        await publish_rows(self.mosquitto.port, [r for r in sealed if r.retain])
         await wait_rows(self.sink, ANNOUNCEMENTS, len(self.hubs))
-        await publish_rows(self.mosquitto.port, [r for r in first if not r.retain])
+        return [r for r in sealed if not r.retain]
 
     async def publish(self, records: int) -> None:
         """Seal and publish ``records`` more per hub."""
@@ -156,11 +183,18 @@ class Fleet:
         return [self.mosquitto.log().count(f" as {m.client_id} ") for m in self.members]
 
     async def members_back(self, before: list[int]) -> None:
-        """Wait until every member connected again since ``before`` and had time to subscribe."""
+        """Wait until every member connected again since ``before`` and subscribed again."""
         async with asyncio.timeout(30):
             while any(now <= then for now, then in zip(self.connections(), before, strict=True)):
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # CONNACK -> SUBSCRIBE
+        await self.subscribed()
+
+    async def subscribed(self, timeout: float = 30.0) -> None:
+        """Wait until every member, since its latest connection, holds all its subscriptions
+        (the broker logs each one as it adds it: ``log_type subscribe``)."""
+        async with asyncio.timeout(timeout):
+            while not all(m.subscribed(self.mosquitto.log()) for m in self.members):
+                await asyncio.sleep(0.1)
 
     async def assert_exactly_once(self) -> None:
         """Assert each hub's records are all stored, once each, with no gap in the sequence."""
@@ -191,12 +225,22 @@ async def rows(url: str, query: str) -> list[asyncpg.Record]:
         await db.close()
 
 
-async def wait_rows(url: str, query: str, expected: int, timeout: float = 60.0) -> int:
-    """Poll ``query`` (one count) until it reaches ``expected``; return the last count."""
-    count = -1
+async def count(url: str, query: str = RECORDS) -> int:
+    """Return the one count ``query`` returns (0 while no member has created the tables)."""
+    try:
+        return int((await rows(url, query))[0][0])
+    except asyncpg.UndefinedTableError:
+        return 0
+
+
+async def wait_rows(
+    url: str, query: str, expected: int, timeout: float = 60.0, poll: float = 0.2
+) -> int:
+    """Poll ``query`` (one count) every ``poll`` s until it reaches ``expected``; return it."""
+    found = -1
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while count < expected:
+    while found < expected:
         if loop.time() > deadline:
             detail = await rows(
                 url,
@@ -204,14 +248,10 @@ async def wait_rows(url: str, query: str, expected: int, timeout: float = 60.0) 
                 "GROUP BY hub, epoch ORDER BY hub, epoch",
             )
             raise AssertionError(
-                f"{query}: {count} rows, {expected} expected, after {timeout} s: "
+                f"{query}: {found} rows, {expected} expected, after {timeout} s: "
                 f"{[tuple(r) for r in detail]}"
             )
-        try:
-            found = await rows(url, query)
-        except asyncpg.UndefinedTableError:  # no member has migrated the schema yet
-            found = []
-        count = int(found[0][0]) if found else 0
-        if count < expected:
-            await asyncio.sleep(0.2)
-    return count
+        found = await count(url, query)
+        if found < expected:
+            await asyncio.sleep(poll)
+    return found
