@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,10 @@ from typing import Protocol, Self
 
 from gateway.envelope.consumer import OpenedRecord
 from gateway.errors import ConsentgateError
+from gateway.model import Value
+
+JsonScalar = bool | int | float | str | None
+_COMPACT = (",", ":")
 
 
 class SinkError(ConsentgateError):
@@ -47,12 +52,41 @@ class Sink(Protocol):
         """Return how many records the sink holds."""
 
 
+def json_value(value: Value) -> JsonScalar:
+    """Return ``value`` as strict JSON holds it: bytes as hex, NaN and the infinities as the
+    strings "NaN", "Infinity" and "-Infinity" (JSON has no such numbers); others unchanged."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
 def fields_json(record: OpenedRecord) -> str:
-    """Return the record's fields as JSON text (byte values as hex, as ``consume`` prints them)."""
+    """Return the record's fields as JSON text every database takes (``json_value`` of each
+    value; a NUL in a name or a text value written as the six characters \\u0000)."""
+    fields = record.fields
+    try:  # the common record: no bytes to convert beyond hex, nothing non-finite, no NUL
+        text = json.dumps(
+            {k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()},
+            separators=_COMPACT,
+            allow_nan=False,
+        )
+    except ValueError:
+        text = ""
+    if text and "\\u0000" not in text:
+        return text
+    # PostgreSQL's jsonb refuses NaN, Infinity and \u0000 alike: a batch holding one would never
+    # commit, be acknowledged or end, and its redelivery would stall every member in turn.
     return json.dumps(
-        {k: v.hex() if isinstance(v, bytes) else v for k, v in record.fields.items()},
-        separators=(",", ":"),
+        {_no_nul(k): _no_nul(json_value(v)) for k, v in fields.items()},
+        separators=_COMPACT,
+        allow_nan=False,
     )
+
+
+def _no_nul(value: JsonScalar) -> JsonScalar:
+    return value.replace("\x00", "\\u0000") if isinstance(value, str) else value
 
 
 def open_sink(url: str) -> Sink:
