@@ -31,12 +31,14 @@ from gateway.envelope.keys import (
 )
 from gateway.envelope.pending import PendingRecords
 from gateway.envelope.session import ConsumeStats, Rejection
-from gateway.envelope.topics import SEGMENT
+from gateway.envelope.topics import SEGMENT, valid_base
 from gateway.errors import ConfigError, ConsentgateError
 from gateway.sinks.base import Sink, SinkError, open_sink
 
-PROTOCOLS = {"3.1.1": 4, "5": 5}
+MQTT_5 = 5
+PROTOCOLS = {"3.1.1": 4, "5": MQTT_5}
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400  # a week away before the broker drops the session
+MAX_SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT 5 section 3.1.2.11.2: "never expires"
 DEFAULT_SINK = "sqlite://consentgate-records.db"
 
 EXIT_OK = 0
@@ -189,8 +191,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         password = None
         if args.password_file is not None:
             password = _read_password(args.password_file)
-        if args.group is not None and not SEGMENT.fullmatch(args.group):
-            raise ConfigError("--group", f"{args.group!r} is not 1-64 of [A-Za-z0-9_-]")
+        _check_consume_options(args)
         args.data_filters = _partition(args, list(trust))
         sink = None if args.sink == "none" else open_sink(args.sink)
     except ConsentgateError as exc:
@@ -310,6 +311,30 @@ def _trust(specs: list[str]) -> dict[str, Ed25519PublicKey]:
             raise ConfigError("--trust", f"{spec!r} is not HUB_ID=PUBHEX")
         trust[hub_id] = parse_hub_public(hex_key, where=f"--trust {hub_id}")
     return trust
+
+
+def _check_consume_options(args: argparse.Namespace) -> None:
+    """Raise ConfigError for a base topic, group or session expiry the broker cannot take."""
+    if not valid_base(args.base):
+        raise ConfigError(
+            "--base",
+            f"{args.base!r} is not a plain topic prefix "
+            "(1-4 levels of [A-Za-z0-9_-], no wildcards, no '.')",
+        )
+    if args.group is not None and not SEGMENT.fullmatch(args.group):
+        raise ConfigError("--group", f"{args.group!r} is not 1-64 of [A-Za-z0-9_-]")
+    if args.group is not None and PROTOCOLS[args.protocol] != MQTT_5:
+        raise ConfigError(
+            "--group",
+            "shared subscriptions ($share) need MQTT 5: give --protocol 5, or on a broker "
+            "without MQTT 5 split the hubs with --partition I/N",
+        )
+    if not 0 <= args.session_expiry <= MAX_SESSION_EXPIRY_S:
+        raise ConfigError(
+            "--session-expiry",
+            f"{args.session_expiry} is not in 0..{MAX_SESSION_EXPIRY_S} seconds "
+            "(MQTT 5 session expiry interval, a four-byte integer)",
+        )
 
 
 def _partition(args: argparse.Namespace, hubs: list[str]) -> list[str] | None:

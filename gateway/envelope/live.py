@@ -279,9 +279,14 @@ def _collect(
 
 
 def _refusal(broker: Broker, protocol: int, exc: aiomqtt.MqttError) -> str:
+    where = f"broker {broker.host}:{broker.port}"
+    cause = exc.__context__  # aiomqtt raises its MqttError "from None" over the socket's error
+    if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+        return f"{where} cannot be reached: {exc}"  # no MQTT was spoken: the version is moot
     version = "5" if protocol == 5 else "3.1.1"
+    # A broker without MQTT 5 answers a version 5 CONNECT with 0x84 or 0x01, or not at all.
     hint = " (a broker that speaks only MQTT 3.1.1 needs --protocol 3.1.1)" if protocol == 5 else ""
-    return f"broker {broker.host}:{broker.port} refused MQTT {version}: {exc}{hint}"
+    return f"{where} refused MQTT {version}: {exc}{hint}"
 
 
 def _handle(session: Session, topic: str, payload: object) -> Outcome:

@@ -4,6 +4,7 @@ Mosquitto 2 (MQTT 5 and 3.1.1), a private RabbitMQ node (rabbitmq_mqtt, MQTT 3.1
 nats-server (MQTT gateway + JetStream, MQTT 3.1.1) and amqtt (MQTT 3.1.1): a real hub daemon
 seals simulated readings, `consume` opens them into a SQLite sink, a request is answered, and
 the hub's last will turns its status `offline` when the process is killed with SIGKILL.
+`consume` left at MQTT 5 against a broker without it exits 2 and says to use 3.1.1.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.config import Config
 from gateway.demo.broker import EmbeddedBroker
 from gateway.envelope.consumer import Consumer, OpenedRecord
-from gateway.envelope.keys import hub_signing_key, load_recipient_private
+from gateway.envelope.keys import (
+    generate_recipient,
+    hub_signing_key,
+    load_recipient_private,
+    raw_public,
+)
 from gateway.envelope.live import Broker, consume
 from gateway.sinks import open_sink
 from tests.fleet.brokers import Nats, RabbitMQ
@@ -138,3 +145,18 @@ async def test_nats(nats: Nats, tmp_path: Path) -> None:
 
 async def test_amqtt(amqtt_broker: EmbeddedBroker, tmp_path: Path) -> None:
     await _matrix(tmp_path, amqtt_broker.port, 4, "mx-amqtt")
+
+
+async def test_consume_says_which_version_a_broker_without_mqtt5_needs(
+    nats: Nats, tmp_path: Path
+) -> None:
+    keys = generate_recipient(tmp_path / "keys")
+    hub = raw_public(Ed25519PrivateKey.generate().public_key()).hex()
+    argv = [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())"]
+    argv += ["consume", "--port", str(nats.port), "--recipient-key", str(keys.private_key)]
+    argv += ["--trust", f"mx-version={hub}", "--sink", "none", "--seconds", "5"]
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True)
+    assert done.returncode == 2  # the default, MQTT 5: NATS answers 0x84
+    assert "refused MQTT 5" in done.stderr
+    assert "needs --protocol 3.1.1" in done.stderr
+    assert "Traceback" not in done.stderr
