@@ -33,7 +33,7 @@ from gateway.envelope.pending import PendingRecords
 from gateway.envelope.session import ConsumeStats, Rejection
 from gateway.envelope.topics import SEGMENT, valid_base
 from gateway.errors import ConfigError, ConsentgateError
-from gateway.sinks.base import Sink, SinkError, open_sink
+from gateway.sinks.base import Sink, SinkError, json_value, open_sink
 
 MQTT_5 = 5
 PROTOCOLS = {"3.1.1": 4, "5": MQTT_5}
@@ -260,19 +260,20 @@ async def _consume(
 
 
 def record_json(record: OpenedRecord) -> str:
-    """Return the JSON line printed for an opened record (byte values as hex)."""
-    fields = {k: v.hex() if isinstance(v, bytes) else v for k, v in record.fields.items()}
-    return json.dumps(
-        {
-            "hub": record.hub_id,
-            "device": record.device,
-            "category": record.category,
-            "epoch": record.epoch,
-            "seq": record.seq,
-            "ts": record.ts,
-            "fields": fields,
-        }
-    )
+    """Return the JSON line printed for an opened record (``json_value`` of each value and of
+    ts: strict JSON); ``"ts_estimated": true`` is added only when ts is the hub's estimate."""
+    line: dict[str, object] = {
+        "hub": record.hub_id,
+        "device": record.device,
+        "category": record.category,
+        "epoch": record.epoch,
+        "seq": record.seq,
+        "ts": json_value(record.ts),
+        "fields": {k: json_value(v) for k, v in record.fields.items()},
+    }
+    if record.ts_estimated:
+        line["ts_estimated"] = True
+    return json.dumps(line, allow_nan=False)
 
 
 def _print_record(record: OpenedRecord) -> None:

@@ -14,15 +14,24 @@ import asyncpg
 
 from gateway.envelope.consumer import OpenedRecord
 from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
-from gateway.sinks.schema import POSTGRES_MIGRATIONS
+from gateway.sinks.schema import POSTGRES_MIGRATIONS, check_version
 
 _MIGRATION_LOCK: Final = 0x636F6E73656E74  # any constant shared by every member
 _INSERT_RECORDS: Final = """
-    INSERT INTO consentgate_records (hub, kid, seq, epoch, device, category, ts, fields)
-    SELECT h, k, s, e, d, c, t, f::jsonb
+    INSERT INTO consentgate_records
+        (hub, kid, seq, epoch, device, category, ts, fields, ts_estimated)
+    SELECT h, k, s, e, d, c, t, f::jsonb, x
     FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bigint[], $5::text[], $6::text[],
-                $7::float8[], $8::text[]) AS u(h, k, s, e, d, c, t, f)
+                $7::float8[], $8::text[], $9::bool[]) AS u(h, k, s, e, d, c, t, f, x)
     ON CONFLICT DO NOTHING"""
+# What a lost or refused connection raises: asyncpg reports a connection the server ended while
+# a query starts as an InternalClientError ("another operation is in progress").
+_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 _INSERT_ANNOUNCEMENTS: Final = """
     INSERT INTO consentgate_announcements (kid, hub, epoch, payload)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bytea[])
@@ -43,7 +52,10 @@ class PostgresSink:
             async with self._db.transaction():
                 await self._db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
                 await self._migrate(self._db)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except SinkError:
+            await self.__aexit__()
+            raise
+        except _ERRORS as exc:
             await self.__aexit__()
             raise SinkError(f"postgresql sink: {exc}") from exc
         return self
@@ -81,23 +93,31 @@ class PostgresSink:
                     [r.category for r in records],
                     [r.ts for r in records],
                     [fields_json(r) for r in records],
+                    [r.ts_estimated for r in records],
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _ERRORS as exc:
             raise SinkError(f"postgresql sink: {exc}") from exc
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""
-        row = await self._connection().fetchrow(
-            "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = $1", kid
-        )
+        try:
+            row = await self._connection().fetchrow(
+                "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = $1",
+                kid,
+            )
+        except _ERRORS as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
         if row is None:
             return None
         return StoredAnnouncement(bytes(row[0]), str(row[1]), int(row[2]), bytes(row[3]))
 
     async def count(self) -> int:
         """Return how many records the sink holds."""
-        value = await self._connection().fetchval("SELECT count(*) FROM consentgate_records")
+        try:
+            value = await self._connection().fetchval("SELECT count(*) FROM consentgate_records")
+        except _ERRORS as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
         return int(value)
 
     def _connection(self) -> asyncpg.Connection:
@@ -109,6 +129,7 @@ class PostgresSink:
     async def _migrate(db: asyncpg.Connection) -> None:
         await db.execute("CREATE TABLE IF NOT EXISTS consentgate_schema (version integer)")
         version = await db.fetchval("SELECT version FROM consentgate_schema") or 0
+        check_version(version)
         for number, statements in enumerate(POSTGRES_MIGRATIONS[version:], start=version + 1):
             for statement in statements:
                 await db.execute(statement)

@@ -9,13 +9,21 @@ Version 1 (both backends):
 ``consentgate_announcements``: one row per epoch announcement, primary key kid; hub, epoch,
   payload (the signed announcement bytes), received.
 ``consentgate_schema``: the single row ``version``.
+
+Version 2: ``consentgate_records.ts_estimated`` (boolean, false for the rows of version 1): the
+record was sealed under an epoch the hub announced while its clock was not trusted
+(``"est": true``), so ``ts`` is the hub's estimate.
+
+A database whose version is newer than ``SCHEMA_VERSION`` is refused, never written.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+from gateway.sinks.base import SinkError
+
+SCHEMA_VERSION: Final = 2
 
 SQLITE_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
@@ -27,6 +35,10 @@ SQLITE_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE TABLE consentgate_announcements (
             kid BLOB PRIMARY KEY, hub TEXT NOT NULL, epoch INTEGER NOT NULL,
             payload BLOB NOT NULL, received REAL NOT NULL)""",
+    ),
+    (
+        """ALTER TABLE consentgate_records
+            ADD COLUMN ts_estimated INTEGER NOT NULL DEFAULT 0""",
     ),
 )
 
@@ -41,4 +53,17 @@ POSTGRES_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             kid bytea PRIMARY KEY, hub text NOT NULL, epoch bigint NOT NULL,
             payload bytea NOT NULL, received timestamptz NOT NULL DEFAULT now())""",
     ),
+    (
+        """ALTER TABLE consentgate_records
+            ADD COLUMN ts_estimated boolean NOT NULL DEFAULT false""",
+    ),
 )
+
+
+def check_version(version: int) -> None:
+    """Raise SinkError when a database's schema ``version`` is newer than this tool's."""
+    if version > SCHEMA_VERSION:
+        raise SinkError(
+            f"the sink's schema is version {version}, newer than this consentgate's "
+            f"{SCHEMA_VERSION}: upgrade consentgate (the database is left as it is)"
+        )

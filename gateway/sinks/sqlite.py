@@ -11,12 +11,12 @@ import aiosqlite
 
 from gateway.envelope.consumer import OpenedRecord
 from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
-from gateway.sinks.schema import SQLITE_MIGRATIONS
+from gateway.sinks.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS, check_version
 
 _INSERT_RECORD = (
     "INSERT OR IGNORE INTO consentgate_records "
-    "(hub, kid, seq, epoch, device, category, ts, fields, received) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "(hub, kid, seq, epoch, device, category, ts, fields, received, ts_estimated) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_ANNOUNCEMENT = (
     "INSERT OR IGNORE INTO consentgate_announcements (kid, hub, epoch, payload, received) "
@@ -37,8 +37,14 @@ class SqliteSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path, timeout=30.0, isolation_level=None)
             await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
+            # A batch is acknowledged to the broker once COMMIT returns: FULL syncs the WAL at
+            # each commit, so a power cut cannot take back a record the broker has forgotten
+            # (NORMAL syncs only at checkpoints: an acknowledged batch could vanish).
+            await self._db.execute("PRAGMA synchronous=FULL")
             await self._migrate(self._db)
+        except SinkError:
+            await self.__aexit__()
+            raise
         except (OSError, aiosqlite.Error) as exc:
             await self.__aexit__()
             raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
@@ -57,7 +63,18 @@ class SqliteSink:
         db = self._connection()
         now = time.time()
         rows = [
-            (r.hub_id, r.kid, r.seq, r.epoch, r.device, r.category, r.ts, fields_json(r), now)
+            (
+                r.hub_id,
+                r.kid,
+                r.seq,
+                r.epoch,
+                r.device,
+                r.category,
+                r.ts,
+                fields_json(r),
+                now,
+                r.ts_estimated,
+            )
             for r in records
         ]
         try:
@@ -78,17 +95,22 @@ class SqliteSink:
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""
-        async with self._connection().execute(
+        row = await self._fetchone(
             "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = ?", (kid,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return None if row is None else StoredAnnouncement(row[0], row[1], row[2], row[3])
 
     async def count(self) -> int:
         """Return how many records the sink holds."""
-        async with self._connection().execute("SELECT count(*) FROM consentgate_records") as cur:
-            row = await cur.fetchone()
+        row = await self._fetchone("SELECT count(*) FROM consentgate_records", ())
         return 0 if row is None else int(row[0])
+
+    async def _fetchone(self, query: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
+        try:
+            async with self._connection().execute(query, params) as cursor:
+                return await cursor.fetchone()
+        except aiosqlite.Error as exc:
+            raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
 
     def _connection(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -102,6 +124,9 @@ class SqliteSink:
         async with db.execute("SELECT version FROM consentgate_schema") as cursor:
             row = await cursor.fetchone()
         version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            await db.execute("ROLLBACK")
+            check_version(version)
         for number, statements in enumerate(SQLITE_MIGRATIONS[version:], start=version + 1):
             for statement in statements:
                 await db.execute(statement)

@@ -78,3 +78,12 @@ async def postgres_url() -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sink_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty sink of each backend: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'records.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -14,7 +14,6 @@ import contextlib
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from bench.fleet_hubs import SimHub, publish_rows
 from gateway.envelope.consumer import Consumer, OpenedRecord
@@ -24,15 +23,6 @@ from gateway.sinks import StoredAnnouncement, open_sink
 from tests.support.mosquitto import Mosquitto
 
 BASE = "shared-ann"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sink_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database both members share."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'records.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 async def test_records_open_from_an_announcement_another_member_stored(

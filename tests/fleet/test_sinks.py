@@ -10,26 +10,34 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bench.fleet_hubs import SimHub
+from gateway.cli.envelope_cmds import record_json
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.model import Observation, Value
 from gateway.sinks import SinkError, StoredAnnouncement, open_sink
-from tests.fleet.consumers import rows as pg_rows
+from gateway.sinks.schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, SQLITE_MIGRATIONS
+
+DEVICE = "00000000000000ff"
+
+
+def _a_day(_category: str) -> float:
+    return 86400.0
 
 
 def _opened(
-    count: int, fields: Mapping[str, Value] | None = None
+    count: int, fields: Mapping[str, Value] | None = None, *, estimated: bool = False
 ) -> tuple[list[OpenedRecord], StoredAnnouncement]:
     recipient = X25519PrivateKey.generate()
-    hub = SimHub("hub-a", "fleet", recipient.public_key())
-    if fields is None:
+    hub = SimHub("hub-est" if estimated else "hub-a", "fleet", recipient.public_key())
+    if fields is None and not estimated:
         rows = hub.seal(count)
     else:
-        reading = Observation("00000000000000ff", "telemetry.environment", time.time(), fields)
-        rows = hub.sealer.seal_batch([reading] * count, lambda _category: 86400.0)
+        reading = Observation(DEVICE, "telemetry.environment", time.time(), fields or {"n": 1})
+        rows = hub.sealer.seal_batch([reading] * count, _a_day, estimated=estimated)
     consumer = Consumer(recipient, {hub.hub_id: hub.key.public_key()})
     info = consumer.accept_announcement(rows[0].payload, rows[0].topic)
     announcement = StoredAnnouncement(info.kid, info.hub_id, info.epoch, rows[0].payload)
@@ -88,8 +96,8 @@ async def test_sqlite_stores_non_finite_numbers_and_nul_as_text(tmp_path: Path) 
 
 async def test_postgresql_stores_non_finite_numbers_and_nul_as_text(postgres_url: str) -> None:
     await _stores_awkward_fields(postgres_url)
-    stored = await pg_rows(postgres_url, "SELECT fields FROM consentgate_records")
-    assert [json.loads(row[0]) for row in stored] == [AS_STORED] * 3
+    stored = await _sql(postgres_url, "SELECT fields FROM consentgate_records")
+    assert [json.loads(str(row[0])) for row in stored] == [AS_STORED] * 3
 
 
 async def _stores_awkward_fields(url: str) -> None:
@@ -103,3 +111,108 @@ def test_unknown_sink_urls_are_refused() -> None:
     for url in ("mysql://x", "sqlite://", "records.db"):
         with pytest.raises(SinkError):
             open_sink(url)
+
+
+async def test_records_of_an_estimated_epoch_are_stored_and_printed_flagged(sink_url: str) -> None:
+    estimated, estimated_announcement = _opened(3, estimated=True)
+    plain, plain_announcement = _opened(2)
+    assert {r.ts_estimated for r in estimated} == {True}
+    async with open_sink(sink_url) as sink:
+        await sink.store([*estimated, *plain], [estimated_announcement, plain_announcement])
+    stored = await _sql(sink_url, "SELECT hub, ts_estimated FROM consentgate_records")
+    assert sorted((hub, bool(flag)) for hub, flag in stored) == [
+        ("hub-a", False),
+        ("hub-a", False),
+        ("hub-est", True),
+        ("hub-est", True),
+        ("hub-est", True),
+    ]
+    assert json.loads(record_json(estimated[0]))["ts_estimated"] is True
+    assert "ts_estimated" not in json.loads(record_json(plain[0]))
+
+
+# A database as version 1 of the tool left it: the schema of version 1 and one record.
+VERSION_1 = {
+    "sqlite": [
+        *SQLITE_MIGRATIONS[0],
+        "CREATE TABLE consentgate_schema (version INTEGER)",
+        "INSERT INTO consentgate_schema VALUES (1)",
+        "INSERT INTO consentgate_records VALUES "
+        "('hub-old', x'0102030405060708', 0, 1, '00000000000000ff', 'telemetry.environment', "
+        "1.5, '{}', 2.5)",
+    ],
+    "postgresql": [
+        *POSTGRES_MIGRATIONS[0],
+        "CREATE TABLE consentgate_schema (version integer)",
+        "INSERT INTO consentgate_schema VALUES (1)",
+        "INSERT INTO consentgate_records (hub, kid, seq, epoch, device, category, ts, fields) "
+        "VALUES ('hub-old', '\\x0102030405060708', 0, 1, '00000000000000ff', "
+        "'telemetry.environment', 1.5, '{}')",
+    ],
+}
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_records(sink_url: str) -> None:
+    await _sql(sink_url, *VERSION_1[_backend(sink_url)])
+    estimated, announcement = _opened(2, estimated=True)
+    async with open_sink(sink_url) as sink:
+        assert await sink.count() == 1
+        assert await sink.store(estimated, [announcement]) == 2
+    assert await _sql(sink_url, "SELECT version FROM consentgate_schema") == [(SCHEMA_VERSION,)]
+    stored = await _sql(sink_url, "SELECT hub, ts_estimated FROM consentgate_records")
+    assert sorted((hub, bool(flag)) for hub, flag in stored) == [
+        ("hub-est", True),
+        ("hub-est", True),
+        ("hub-old", False),
+    ]
+
+
+async def test_a_database_of_a_newer_version_is_refused_and_left_alone(sink_url: str) -> None:
+    records, announcement = _opened(2)
+    async with open_sink(sink_url) as sink:
+        await sink.store(records, [announcement])
+    newer = SCHEMA_VERSION + 1
+    await _sql(sink_url, f"UPDATE consentgate_schema SET version = {newer}")
+    with pytest.raises(SinkError, match=f"schema is version {newer}, newer than"):
+        async with open_sink(sink_url):
+            pass
+    assert await _sql(sink_url, "SELECT version FROM consentgate_schema") == [(newer,)]
+    assert await _sql(sink_url, "SELECT count(*) FROM consentgate_records") == [(2,)]
+
+
+async def test_a_lost_postgresql_connection_is_a_sink_error(postgres_url: str) -> None:
+    records, announcement = _opened(2)
+    async with open_sink(postgres_url) as sink:
+        await _sql(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        with pytest.raises(SinkError, match="postgresql sink"):
+            await sink.count()
+        with pytest.raises(SinkError, match="postgresql sink"):
+            await sink.announcement(announcement.kid)
+        with pytest.raises(SinkError, match="postgresql sink"):
+            await sink.store(records, [announcement])
+
+
+def _backend(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite://") else "postgresql"
+
+
+async def _sql(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Run ``statements`` on the sink's database, outside the sink; return the last one's rows."""
+    result: list[tuple[object, ...]] = []
+    if _backend(url) == "sqlite":
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite://"))) as db:
+            for statement in statements:
+                result = db.execute(statement).fetchall()
+            db.commit()
+        return result
+    db = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            result = [tuple(row) for row in await db.fetch(statement)]
+    finally:
+        await db.close()
+    return result
