@@ -32,6 +32,12 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
         ({**BASE, "mqtt": {"port": "x"}}, "mqtt.port", "not an integer"),
         ({**BASE, "mqtt": {"password": "hunter2"}}, "mqtt.password", "password_file"),
         ({**BASE, "mqtt": {"base_topic": "a/#"}}, "mqtt.base_topic", "wildcards"),
+        # Portable topics: a '.' is a level separator to RabbitMQ and refused by NATS < 2.10.
+        ({**BASE, "hub_id": "hub.1"}, "hub_id", "'hub.1' is not allowed"),
+        ({**BASE, "hub_id": "hub.1"}, "hub_id", "no '.'"),
+        ({**BASE, "mqtt": {"base_topic": "fleet.eu"}}, "mqtt.base_topic", "'fleet.eu'"),
+        ({**BASE, "mqtt": {"base_topic": "a/b.c"}}, "mqtt.base_topic", "no '.'"),
+        ({**BASE, "mqtt": {"base_topic": "a/b/c/d/e"}}, "mqtt.base_topic", "1-4 levels"),
         ({**BASE, "outbox": {"overflow": "explode"}}, "outbox.overflow", "drop_oldest"),
         ({**BASE, "crypto": {"alg": 3}}, "crypto.alg", "ChaCha20"),
         ({**BASE, "retention": {"weather": 5}}, "retention.weather", "unknown data category"),
