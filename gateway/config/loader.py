@@ -95,7 +95,7 @@ def parse_config(raw: Mapping[str, Any], base: Path) -> Config:
     hub_id = top.get("hub_id", str)
     if hub_id is None:
         raise ConfigError("hub_id", "missing; give the hub a name of 1-64 of [A-Za-z0-9_-]")
-    if not TOPIC_WORD.match(hub_id):
+    if not TOPIC_WORD.fullmatch(hub_id):
         raise ConfigError(
             "hub_id",
             f"{hub_id!r} is not allowed; use 1-64 of [A-Za-z0-9_-] (no '.': not portable "

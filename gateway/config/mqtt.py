@@ -42,7 +42,7 @@ def parse_mqtt(t: Table, base: Path) -> MqttConfig:
     """Validate the ``[mqtt]`` table; relative paths are resolved against ``base``."""
     d = defaults(MqttConfig)
     base_topic = t.get("base_topic", str, d["base_topic"])
-    if not BASE_TOPIC.match(base_topic):
+    if not BASE_TOPIC.fullmatch(base_topic):
         raise ConfigError(
             t.key("base_topic"),
             f"{base_topic!r} is not a plain topic prefix "

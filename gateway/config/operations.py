@@ -30,7 +30,7 @@ def parse_homeassistant(t: Table) -> HomeAssistantConfig:
     """Validate the ``[homeassistant]`` table."""
     d = defaults(HomeAssistantConfig)
     prefix = t.get("discovery_prefix", str, d["discovery_prefix"])
-    if not BASE_TOPIC.match(prefix):
+    if not BASE_TOPIC.fullmatch(prefix):
         raise ConfigError(
             t.key("discovery_prefix"), f"{prefix!r} is not a plain topic prefix (no wildcards)"
         )

@@ -344,6 +344,8 @@ def encode_plaintext(ts: float, fields: Mapping[str, Value]) -> bytes:
     """
     try:
         names = _canonical_order(tuple(fields))
+        if not math.isfinite(ts):
+            raise SealError("a reading's time is not a finite number")
         flat: list[object] = [float(ts)]
         for name in names:
             flat += (name, fields[name])
@@ -371,8 +373,8 @@ def decode_plaintext(data: bytes) -> tuple[float, dict[str, Value]]:
     if not isinstance(item, dict) or set(item) != {"ts", "fields"}:
         raise MalformedError('the plaintext is not {"ts", "fields"}')
     ts, fields = item["ts"], item["fields"]
-    if type(ts) is not float:
-        raise MalformedError("the plaintext's ts is not a float")
+    if type(ts) is not float or not math.isfinite(ts):
+        raise MalformedError("the plaintext's ts is not a finite float")
     if not isinstance(fields, dict):
         raise MalformedError("the plaintext's fields is not a map")
     for name, value in fields.items():

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gateway.envelope import format as fmt
 from gateway.envelope.alg import choose_alg, cpu_has_aes
 from gateway.envelope.cbor import Tagged, decode
-from gateway.envelope.errors import MalformedError
+from gateway.envelope.errors import MalformedError, SealError
 from gateway.envelope.keyschedule import EpochKeys, derive, nonce, partial_iv
 from gateway.envelope.topics import (
     category_segment,
@@ -226,11 +226,19 @@ def test_plaintext_bytes_are_cbor2s_canonical_encoding(
         {"ts": 1.0, "fields": {1: 1}},
         {"ts": 1.0, "fields": {}, "x": 1},
         [1.0, {}],
+        {"ts": float("nan"), "fields": {}},  # a sink would store no time (SQLite: NULL)
+        {"ts": float("inf"), "fields": {}},
     ],
 )
 def test_plaintext_decoder_refuses_other_shapes(plaintext: object) -> None:
     with pytest.raises(MalformedError):
         fmt.decode_plaintext(cbor2.dumps(plaintext))
+
+
+@pytest.mark.parametrize("ts", [float("nan"), float("inf"), float("-inf")])
+def test_a_reading_without_a_finite_time_is_never_sealed(ts: float) -> None:
+    with pytest.raises(SealError, match="finite"):
+        fmt.encode_plaintext(ts, {"temperature": 21.5})
 
 
 @pytest.mark.parametrize(

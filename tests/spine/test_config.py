@@ -28,6 +28,8 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     [
         ({"state_dir": "s"}, "hub_id", "missing"),
         ({**BASE, "hub_id": "a/b"}, "hub_id", "'a/b'"),
+        ({**BASE, "hub_id": "hub-1\n"}, "hub_id", "not allowed"),
+        ({**BASE, "mqtt": {"base_topic": "a/b\n"}}, "mqtt.base_topic", "a/b"),
         ({**BASE, "mqtt": {"port": 70000}}, "mqtt.port", "out of range"),
         ({**BASE, "mqtt": {"port": "x"}}, "mqtt.port", "not an integer"),
         ({**BASE, "mqtt": {"password": "hunter2"}}, "mqtt.password", "password_file"),
