@@ -18,6 +18,7 @@ from typing import Any, Final
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
 
 PAHO_REQUIRED: Final = (
     "_sock_recv",
@@ -215,3 +216,32 @@ def queue_burst(client: paho.Client, blob: bytes) -> bool:
             return True
     state._call_socket_register_write()
     return True
+
+
+def publish_now(
+    client: paho.Client,
+    topic: str,
+    payload: bytes,
+    *,
+    qos: int,
+    retain: bool,
+    properties: Properties | None,
+) -> None:
+    """Publish through paho and write what the socket takes at once, on this thread (the event
+    loop's), asking aiomqtt for a writer only for what it does not take.
+
+    ``Client.publish`` would ask aiomqtt for a writer, which aiomqtt adds at a later turn of the
+    event loop: whatever the loop runs first holds the packet back, and a writer added after a
+    loss in between fails on the closed socket.
+    """
+    state: Any = client
+    registered = state._registered_write
+    state._registered_write = True  # paho asks for no writer while it queues the packet
+    try:
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+    finally:
+        state._registered_write = registered
+    if info.rc == paho.MQTT_ERR_SUCCESS and not registered:
+        # nothing of paho's waited: write now (a writer already registered sends it in order)
+        with contextlib.suppress(OSError):  # a broken socket: paho reports the loss
+            client.loop_write()

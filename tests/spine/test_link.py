@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -157,3 +160,28 @@ async def test_a_loss_paho_reported_before_the_link_noticed_does_not_freeze_the_
         assert attaches == []  # nothing attached to the lost connection
         hub.link.drop()  # the link moves on: a new connection, attached once
         await eventually(lambda: len(attaches) == 1 and attaches[0] is not connection)
+
+
+async def test_an_answer_is_on_the_wire_before_the_event_loop_runs_anything_else(
+    own_broker: Mosquitto,
+) -> None:
+    """A withdrawal's answer is handed to the socket when it is sent, not at a later turn of
+    the event loop: work the loop runs first (a purge of the queued rows) never delays it."""
+    received = threading.Event()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id="link-test-watch")
+    watcher.on_message = lambda *_: received.set()
+    watcher.connect("127.0.0.1", own_broker.port)
+    watcher.subscribe("consentgate/link-test/response/#", 1)
+    watcher.loop_start()
+    try:
+        await asyncio.sleep(0.3)  # subscribed
+        async with running(link_to(own_broker)) as link:
+            await link.connected.wait()
+            connection = link.connection
+            assert connection is not None
+            connection.send("consentgate/link-test/response/consent/set", b"{}")
+            # the event loop is held here: nothing of its own runs until the answer has arrived
+            assert received.wait(2.0)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
