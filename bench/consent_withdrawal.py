@@ -7,7 +7,7 @@ leftovers to drain, grants ``health``, tops the outbox up to N (health and envir
 interleaved, so health records are in flight at the withdrawal), then withdraws it and times
 request -> acknowledgement at the requesting tool, which runs in its own process as an
 operator's tool or the cloud backend would (a client in the hub's own event loop would slow the
-hub it measures). A watcher connection in that process subscribes to the answers and the
+hub it measures). A watcher, a process of its own too, subscribes to the answers and the
 health records and counts records arriving after each acknowledgement (goal: 0), as the broker
 orders them. Goal: p99 <= 50 ms. Writes bench/results/consent_withdrawal.json.
 """
@@ -57,30 +57,18 @@ def _client(name: str, port: int, on_message: Any) -> paho.Client:
     return client
 
 
+ARMED = "-armed"  # the suffix of a transaction whose answer starts a leak count
+
+
 def requester(pipe: Connection, port: int, root: str) -> None:
-    """Serve the benchmark's requests from a separate process: time each, count leaks.
+    """Serve the benchmark's requests from a process of its own, as an operator's tool: time each.
 
     Receives ``(command, params, arm)`` and answers the round trip in seconds (or NO_ANSWER);
-    ``arm`` true starts counting health records from the moment the answer arrives. ``None``
-    asks for the count (and, per armed request, the health records seen between the request
-    and its answer) and ends the process.
-
-    Two connections, as in a real deployment: the operator's tool (requests and answers only)
-    is timed; a watcher subscribed to the answers and to the health records sees both in the
-    order the broker delivered them and counts the records after an armed answer, on its own
-    view alone, so it may lag behind the tool without miscounting. (On one
-    connection the tool's latency would include working through the ~10k health records/s it
-    receives, which is the tool's backlog, not the hub's.)
+    ``arm`` marks the transaction (``ARMED``) so the watcher counts health records from its
+    answer on. ``None`` ends the process and answers the last transaction id.
     """
     answered: dict[str, float] = {}
     cond = threading.Condition()
-    armed: set[str] = set()  # transactions whose answer starts a count
-    watched: set[str] = set()  # answers the watcher has seen
-    leaked = 0
-    flowing = 0  # health records the watcher saw since the last answer
-    withdrawn = False  # the last answer the watcher saw was an armed one
-    in_flight: dict[str, int] = {}  # armed transaction -> health records seen before its answer
-    last_message = [time.monotonic()]
 
     def on_answer(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         arrived = time.perf_counter()
@@ -88,39 +76,17 @@ def requester(pipe: Connection, port: int, root: str) -> None:
             answered[str(json.loads(message.payload)["transaction"])] = arrived
             cond.notify_all()
 
-    def on_watch(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # Everything here is in the watcher's own order, the broker's: a health record after
-        # an armed answer and before the next answer (the next round's grant) is a leak.
-        nonlocal leaked, flowing, withdrawn
-        last_message[0] = time.monotonic()
-        if "/response/" in message.topic:
-            transaction = str(json.loads(message.payload)["transaction"])
-            watched.add(transaction)
-            withdrawn = transaction in armed
-            if withdrawn:
-                in_flight[transaction] = flowing
-            flowing = 0
-        elif withdrawn:
-            leaked += 1
-        else:
-            flowing += 1
-
     tool = _client("bench-p2-tool", port, on_answer)
     tool.subscribe(f"{root}/response/#", 1)
-    watcher = _client("bench-p2-watch", port, on_watch)
-    watcher.subscribe([(f"{root}/response/#", 1), (f"{root}/data/+/health", 0)])
     tool.loop_start()
-    watcher.loop_start()
     try:
         n = 0
         transaction = ""
         while (order := pipe.recv()) is not None:
             command, params, arm = order
             n += 1
-            transaction = f"{command}-{n}"
+            transaction = f"{command}-{n}{ARMED if arm else ''}"
             body = json.dumps({"transaction": transaction, **params})
-            if arm:
-                armed.add(transaction)
             sent = time.perf_counter()
             tool.publish(f"{root}/request/{command}", body, qos=0)
             with cond:
@@ -130,18 +96,63 @@ def requester(pipe: Connection, port: int, root: str) -> None:
                     pipe.send(NO_ANSWER)
                     continue
             pipe.send(answered[transaction] - sent)
-        # The watcher may lag behind the tool: the count is final once it has seen the last
-        # answer and then been idle for a while.
+        pipe.send(transaction)
+    finally:
+        tool.disconnect()
+        tool.loop_stop()
+
+
+def watcher(pipe: Connection, port: int, root: str) -> None:
+    """Count, from a process of its own, the health records the broker delivers after an armed
+    answer (a leak), and per armed answer the health records seen since the previous answer.
+
+    Subscribed to the answers and to the health records on one connection, it sees both in
+    the order the broker delivered them. It runs apart from the timed tool, as a separate
+    program would: in one process the two share the interpreter lock, and the tool's answer
+    then waits for the watcher working through the burst of records that came just before it
+    (~10k health records/s), which is the benchmark's backlog, not the hub's. It receives the
+    last transaction id, waits until it has seen that answer and then been idle for a while,
+    and answers ``(leaked, in_flight)``.
+    """
+    watched: set[str] = set()
+    leaked = 0
+    flowing = 0  # health records the watcher saw since the last answer
+    withdrawn = False  # the last answer the watcher saw was an armed one
+    in_flight: dict[str, int] = {}  # armed transaction -> health records seen before its answer
+    last_message = [time.monotonic()]
+
+    def on_watch(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # Everything here is in the watcher's own order, the broker's: a health record after
+        # an armed answer and before the next answer (the next round's grant) is a leak.
+        nonlocal leaked, flowing, withdrawn
+        last_message[0] = time.monotonic()
+        if "/response/" in message.topic:
+            transaction = str(json.loads(message.payload)["transaction"])
+            watched.add(transaction)
+            withdrawn = transaction.endswith(ARMED)
+            if withdrawn:
+                in_flight[transaction] = flowing
+            flowing = 0
+        elif withdrawn:
+            leaked += 1
+        else:
+            flowing += 1
+
+    client = _client("bench-p2-watch", port, on_watch)
+    client.subscribe([(f"{root}/response/#", 1), (f"{root}/data/+/health", 0)])
+    client.loop_start()
+    try:
+        pipe.send("subscribed")
+        last = pipe.recv()
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
         while time.monotonic() < deadline and (
-            transaction not in watched or time.monotonic() - last_message[0] < WATCH_IDLE_S
+            last not in watched or time.monotonic() - last_message[0] < WATCH_IDLE_S
         ):
             time.sleep(0.05)
         pipe.send((leaked, in_flight))
     finally:
-        for client in (tool, watcher):
-            client.disconnect()
-            client.loop_stop()
+        client.disconnect()
+        client.loop_stop()
 
 
 async def ask(pipe: Connection, command: str, params: dict[str, Any], arm: bool = False) -> float:
@@ -165,12 +176,17 @@ async def run(queued: int, rounds: int, workdir: Path) -> dict[str, Any]:
     devices = known_devices(hub, 50)
     latencies: list[float] = []
     floors: list[float] = []  # a `health` request just before: the round trip under load
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=requester, args=(theirs, broker.port, config.topic_root), daemon=True
-    )
-    process.start()
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    watch_ours, watch_theirs = spawn.Pipe()
+    processes = [
+        spawn.Process(target=target, args=(pipe, broker.port, config.topic_root), daemon=True)
+        for target, pipe in ((requester, theirs), (watcher, watch_theirs))
+    ]
+    for process in processes:
+        process.start()
     try:
+        await asyncio.to_thread(watch_ours.recv)  # subscribed
         for n in range(rounds):
             # The queue's head must hold health records when consent is withdrawn, so the
             # leak check meets records in flight: the last round's leftovers (environment only,
@@ -200,11 +216,13 @@ async def run(queued: int, rounds: int, workdir: Path) -> dict[str, Any]:
             await asyncio.sleep(0.3)
             print(f"round {n}: {depth:,} queued, ack {latencies[-1] * 1000:.1f} ms")
         ours.send(None)
-        leaked, in_flight = await asyncio.to_thread(ours.recv)
+        watch_ours.send(await asyncio.to_thread(ours.recv))  # the last transaction
+        leaked, in_flight = await asyncio.to_thread(watch_ours.recv)
     finally:
-        process.join(5)
-        if process.is_alive():
-            process.kill()
+        for process in processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
         stop.set()
         await hub_task
         broker.stop()
