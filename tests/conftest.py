@@ -1,13 +1,16 @@
-"""Fixtures shared by every test: real brokers on loopback, hub configurations."""
+"""Fixtures shared by every test: real brokers on loopback, the daemon's logs in a buffer."""
 
 from __future__ import annotations
 
+import io
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.logs import setup_logging
 from tests.support.mosquitto import Mosquitto
 
 
@@ -26,3 +29,20 @@ def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     mosquitto = Mosquitto(tmp_path / "mosquitto", "allow_anonymous true").start()
     yield mosquitto
     mosquitto.stop()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Route every log record through the daemon's JSON formatter at DEBUG into a buffer (as
+    the daemon logs at DEBUG); the logging setup is restored afterwards."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.Formatter.converter)
+    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    stream = io.StringIO()
+    setup_logging("DEBUG", stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:], root.level, logging.Formatter.converter = saved
+        for name in logging.root.manager.loggerDict:
+            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))

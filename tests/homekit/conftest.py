@@ -5,10 +5,8 @@ discovered over real zeroconf multicast, the registry on a real database.
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from gateway.devices import DeviceRegistry
 from gateway.devices.commands import DeviceExtras, register_commands
 from gateway.discovery.homekit_keys import SealedPairings
 from gateway.discovery.mdns import MdnsDiscovery
-from gateway.logs import setup_logging
 from gateway.model import Reading
 from gateway.pseudonym import Pseudonymizer
 from gateway.secure.atrest import StorageCipher
@@ -97,19 +94,3 @@ async def accessory() -> AsyncIterator[SimulatedAccessory]:
     """A HAP-python temperature/humidity sensor on 127.0.0.1."""
     async with SimulatedAccessory() as found:
         yield found
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Log as the daemon does at DEBUG (setup_logging) into a buffer; restored afterwards."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.Formatter.converter)
-    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
-    stream = io.StringIO()
-    setup_logging("DEBUG", stream)
-    try:
-        yield stream
-    finally:
-        root.handlers[:], root.level, logging.Formatter.converter = saved
-        for name in logging.root.manager.loggerDict:
-            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))

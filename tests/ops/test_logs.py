@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 
 from drivers.shelly.simulator import SimulatedShelly
 from gateway.daemon import Hub
-from gateway.logs import redact, setup_logging
+from gateway.logs import redact
 from tests.rights.helpers import mqtt_request
 from tests.security.clients import consuming, credentials
 from tests.security.conftest import HUB_A, OPERATOR, PASSWORDS, SecureBroker
@@ -24,22 +22,6 @@ from tests.support.hub import eventually, hub_config, make_sink, running_hub
 
 NAME = "Grandma's bedroom scale"
 MAC = re.compile(r"(?i)\b[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}\b")
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Route every log record through the daemon's JSON formatter at DEBUG into a buffer."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.Formatter.converter)
-    levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
-    stream = io.StringIO()
-    setup_logging("DEBUG", stream)
-    try:
-        yield stream
-    finally:
-        root.handlers[:], root.level, logging.Formatter.converter = saved
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def forms(value: str) -> set[str]:
