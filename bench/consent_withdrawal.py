@@ -109,10 +109,8 @@ def watcher(pipe: Connection, port: int, root: str) -> None:
 
     Subscribed to the answers and to the health records on one connection, it sees both in
     the order the broker delivered them. It runs apart from the timed tool, as a separate
-    program would: in one process the two share the interpreter lock, and the tool's answer
-    then waits for the watcher working through the burst of records that came just before it
-    (~10k health records/s), which is the benchmark's backlog, not the hub's. It receives the
-    last transaction id, waits until it has seen that answer and then been idle for a while,
+    program would (measured: no change in the tool's times either way). It receives the last
+    transaction id, waits until it has seen that answer and then been idle for a while,
     and answers ``(leaked, in_flight)``.
     """
     watched: set[str] = set()
