@@ -295,10 +295,8 @@ class Pipeline:
         batch is taken, so the CPU goes to sending and new readings are refused at the door.
         """
         while True:
-            # the first reading stays where ``settle`` finds it while the batch lingers
-            reading = await self._queue.get()
-            # (``self._first`` is read after the wait: ``settle`` may have replaced the list)
-            self._first.append(reading)
+            reading = await self._queue.get()  # (then ``_first``: a ``settle`` may replace it)
+            self._first.append(reading)  # where ``settle`` finds it while the batch lingers
             if self._linger_s and self._queue.qsize() < self._batch_size - 1:
                 await asyncio.sleep(self._linger_s)
             await self._room.wait()
@@ -323,11 +321,10 @@ class Pipeline:
             return await self._process(readings)
 
     async def settle(self) -> int:
-        """Run every reading received so far through the stages under the consent in force
-        now, and commit them; return rows committed. The caller holds ``exclusive()``: a
-        consent change that may grant calls it first, so no reading received while consent
-        was off is judged by the grant that follows it. It takes as long as the queue is
-        long: under overload (up to ``queue_size`` readings) a grant waits for all of them."""
+        """Commit every reading received so far under the consent in force now; return rows
+        committed. The caller holds ``exclusive()``: a change that may grant calls it first, so
+        no reading received while consent was off is judged by the grant that follows. Under
+        overload (up to ``queue_size`` readings queued) a grant waits for all of them."""
         committed = 0
         batch, self._first = self._first, []
         while batch or not self._queue.empty():
