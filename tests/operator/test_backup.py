@@ -1,5 +1,6 @@
-"""Backup -> wipe -> restore end to end: the same hub (id, keys, pseudonyms, consent, counters,
-audit chain) on an empty state dir, a new epoch, records opened before and after."""
+"""Backup -> wipe -> restore end to end: the same hub (id, keys, pseudonyms, paired devices,
+consent, counters, audit chain) on an empty state dir, a new epoch, records opened before and
+after."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gateway.config import load_config
 from gateway.envelope.keys import generate_recipient, load_recipient_private
 from gateway.secure.signing import sign_request
 from tests.operator.helpers import cli, ctl, write_config
-from tests.support.hub import eventually, make_sink, running_hub, subscribed
+from tests.support.hub import eventually, hub_config, make_sink, running_hub, subscribed
 from tests.support.mosquitto import Mosquitto
 
 
@@ -28,7 +29,15 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
     public = operator.public_key().public_bytes_raw().hex()
     generate_recipient(tmp_path / "recipient")
     toml = write_config(tmp_path, broker.port, hub_id, f'[commands]\nsigning_keys = ["{public}"]\n')
-    config = load_config(toml)
+    config = hub_config(  # the same hub as the file's, with one simulated BLE thermometer
+        tmp_path,
+        broker.port,
+        hub_id,
+        commands={"signing_keys": [public]},
+        simulator={"devices": 2, "rate_hz": 2.0, "ble_devices": 1},
+        discovery={"ble": {"enabled": True}},
+    )
+    assert config.state_dir == load_config(toml).state_dir
     sink = make_sink(config, broker.port, tmp_path)
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("correct horse battery staple\n")
@@ -38,6 +47,17 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
         async with running_hub(config) as hub:
             await eventually(hub.link.connected.is_set, what="hub connected")
             pseudonyms = sorted(hub.simulated)
+            await eventually(lambda: len(hub.registry.devices()["candidates"]) == 1, timeout=15)
+            (thermometer,) = [c["id"] for c in hub.registry.devices()["candidates"]]
+            paired = await ctl(broker.port, hub_id, "pair", str(thermometer))
+            assert paired.code == 0, paired.err
+            device = hub.registry.get(str(thermometer))
+            assert device is not None
+            assert device.paired
+            assert device.name == "ATC_000000"
+            assert device.mac == "F2:CA:FE:00:00:01"
+            shown = ("consent", "set", "network", "on", "--device", device.id)  # its MAC listed
+            assert (await ctl(broker.port, hub_id, *shown, "--sign-key", str(key_file))).code == 0
             signed = await ctl(
                 broker.port, hub_id, "consent", "set", "health", "on", "--sign-key", str(key_file)
             )
@@ -67,12 +87,16 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
             "consentgate.db",
         } <= contents.files.keys()
         assert "outbox.db" not in contents.files  # queued records are never backed up
+        for personal in (b"ATC_000000", b"F2:CA:FE:00:00:01"):  # sealed with the storage key
+            assert personal not in contents.files["consentgate.db"]
         copy = tmp_path / "copy.db"
         copy.write_bytes(contents.files["consentgate.db"])
         with sqlite3.connect(copy) as db:
             assert db.execute("SELECT COUNT(*) FROM tombstones").fetchone() == (0,)
             assert db.execute("SELECT COUNT(*) FROM epochs").fetchone() == (0,)
             assert db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] >= last_signed
+            assert db.execute("SELECT id FROM devices").fetchall() == [(device.id,)]
+            assert db.execute("SELECT id FROM device_keys").fetchall() == [(device.id,)]
 
         shutil.rmtree(config.state_dir)  # the SD card died
         wrong = tmp_path / "wrong"
@@ -100,6 +124,35 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
 
         async with running_hub(config) as hub:
             assert sorted(hub.simulated) == pseudonyms
+            again_paired = hub.registry.get(device.id)  # read back with the restored storage key
+            assert again_paired is not None
+            assert again_paired.paired
+            kept = ("transport", "driver", "name", "mac", "model", "firmware", "activated_at")
+            assert [getattr(again_paired, k) for k in kept] == [getattr(device, k) for k in kept]
+            listed = await ctl(broker.port, hub_id, "devices", "--json")
+            assert listed.code == 0, listed.err
+            (entry,) = json.loads(listed.out)["paired"]
+            assert {k: entry.get(k) for k in ("id", "name", "model", "mac")} == {
+                "id": device.id,
+                "name": "ATC_000000",
+                "model": device.model,
+                "mac": "F2:CA:FE:00:00:01",  # the device's own consent override came back too
+            }
+            registry = hub.registry
+
+            def online() -> bool:
+                view = registry.get(device.id)
+                return view is not None and view.online
+
+            await eventually(online, what="the thermometer's adverts under the same pseudonym")
+            assert hub.registry.devices()["candidates"] == []
+            await eventually(
+                lambda: any(
+                    r.device == device.id and r.epoch > epoch_before
+                    for r in sink.opened[opened_before:]
+                ),
+                what="the thermometer's records in the new epoch, opened by the same consumer",
+            )
             assert hub.policy.flag("health") == "on"
             assert hub.sealer.epoch > epoch_before
             response = await hub.router.dispatch("consent/set", json.dumps(replay).encode())
@@ -109,7 +162,8 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
                 lambda: any(r.epoch > epoch_before for r in sink.opened[opened_before:]),
                 what="records of the restored hub opened by the same consumer",
             )
-        assert {r.device for r in sink.opened[opened_before:]} <= set(pseudonyms)
+        restored_devices = {r.device for r in sink.opened[opened_before:]}
+        assert restored_devices <= {*pseudonyms, device.id}
     assert sink.errors == []
     assert (await cli("audit", "verify", "--config", str(toml))).code == 0
 
