@@ -19,8 +19,11 @@ _STANDARD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message"
 _MAC: Final = re.compile(r"\b[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}\b")
 _LONG_HEX: Final = re.compile(r"\b[0-9A-Fa-f]{32,}\b")
 _IPV4: Final = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-# IPv6: a "::" or at least five colons between hex groups (a time of day has two)
-_IPV6: Final = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_IPV6: Final = re.compile(
+    # after a non-word character, or after "key:" (a key name and its colon); groups of 1-4 hex
+    # digits or "::"; _ipv6 keeps what has neither "::" nor five colons (a time of day)
+    r"(?:(?<=\w:)|(?<![\w:]))(?:[0-9A-Fa-f]{1,4}|(?=::))(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])"
+)
 
 
 def redact(text: str) -> str:

@@ -3,7 +3,8 @@
 Every loop of the hub that sleeps (the simulator's ticks, the pipeline's linger, the group
 commit, the epoch and clock checks, paho's keep-alive loops, the publisher's idle wait) would
 otherwise wake the process at its own instant. On a Pi, and on the machine the benchmarks ran on,
-a wake-up from an idle CPU costs more than the work most of them do (docs/performance.md).
+a wake-up from an idle CPU costs more than the work most of them do (docs/performance.md,
+"Timers share wake-ups").
 ``CoalescingLoop`` rounds the deadline of every timer up to the next multiple of ``slack_s`` on
 the loop's monotonic clock: timers due within the same slot run in the same turn of the loop,
 after one wake-up, still in the order of their deadlines. It is the kernel's timer slack, applied
@@ -25,7 +26,10 @@ from typing import Final, TypeVarTuple
 DEFAULT_SLACK_S: Final = 0.05
 _Ts = TypeVarTuple("_Ts")
 GRID_TOLERANCE: Final = 1e-6  # of a slot: 50 ns for 0.05 s
-ORDER_SCALE: Final = 1e-6  # a 0.05 s slot's deadlines, kept in order within 50 ns
+# A slot's deadlines keep their order within the first 10 us of the slot (0.05 s x 2e-4). The
+# loop's clock counts seconds since boot: after a year up (3e7 s, float steps of 4 ns) deadlines
+# at least 20 us apart still keep their order; closer ones may run in either order.
+ORDER_SCALE: Final = 2e-4
 
 
 class CoalescingLoop(asyncio.SelectorEventLoop):

@@ -91,6 +91,7 @@ class SimulatedAccessory:
                 )  # fmt: skip
 
             def to_HAP(self, include_value: bool = True) -> Database:  # noqa: N802
+                """Return the accessory database served, rewritten by ``database`` if given."""
                 served: Database = super().to_HAP(include_value)
                 return served if outer.database is None else outer.database(served)
 

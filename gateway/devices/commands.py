@@ -171,15 +171,34 @@ async def _pair(
                 "the accessory is already paired with another controller; remove that pairing "
                 "or reset the accessory, then try again",
             ) from exc
-        raise CommandError(
-            "busy",
-            f"the device did not answer pairing ({exc.reason}); "
-            "check it is powered and reachable, then try again",
-        ) from exc
+        raise CommandError(*_PAIRING_REFUSED.get(exc.reason, _did_not_answer(exc.reason))) from exc
     finally:
         if code is not None:
             shared.drop_code(device)
     return view
+
+
+_PAIRING_REFUSED: Final = {
+    "pairing_busy": ("busy", "the accessory is busy with another pairing; try again in a minute"),
+    "too_many_attempts": (
+        "invalid_request",
+        "the accessory refuses pairing after too many wrong setup codes; reset it as its manual "
+        "says, then pair it again",
+    ),
+    "bad_shape": (
+        "invalid_request",
+        "the device answered pairing with data the hub cannot read (not the documented shape); "
+        "this model or firmware is not supported",
+    ),
+}
+
+
+def _did_not_answer(reason: str) -> tuple[str, str]:
+    return (
+        "busy",
+        f"the device did not answer pairing ({reason}); check it is powered and reachable, "
+        "then try again",
+    )
 
 
 def device_param(params: Mapping[str, Any]) -> str:

@@ -129,10 +129,11 @@ class HomeKitLink:
             raise DeviceError(
                 "not_pairable", "the accessory is already paired with another controller"
             ) from exc
-        except (hk.BusyError, hk.MaxTriesError) as exc:
-            # Another pair-setup under way, or too many failed attempts: refused for now.
+        except hk.BusyError as exc:  # another pair-setup under way
+            raise DeviceError("pairing_busy", "the accessory is busy with another pairing") from exc
+        except hk.MaxTriesError as exc:  # HAP: too many failed attempts; most need a reset
             raise DeviceError(
-                "pairing_refused_for_now", "the accessory refuses pairing for now"
+                "too_many_attempts", "the accessory refuses pairing after too many wrong codes"
             ) from exc
         except (TimeoutError, hk.AccessoryNotFoundError) as exc:
             raise DeviceError("unreachable", "the accessory did not answer pairing") from exc

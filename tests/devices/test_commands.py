@@ -150,3 +150,27 @@ async def test_a_device_that_does_not_answer_pairing_is_busy(
     response = await call(router, "pair", {"device": device})
     assert response["error"]["code"] == "busy"
     assert "timeout" in response["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "code", "words"),
+    [
+        ("pairing_busy", "busy", "try again in a minute"),
+        ("too_many_attempts", "invalid_request", "reset it"),
+        ("bad_shape", "invalid_request", "not supported"),
+        ("not_pairable", "invalid_request", "another controller"),
+    ],
+)
+async def test_a_refused_pairing_says_what_the_user_can_do(
+    router: Router,
+    registry: DeviceRegistry,
+    pairer: FakePairer,
+    reason: str,
+    code: str,
+    words: str,
+) -> None:
+    pairer.error = DeviceError(reason, "refused")
+    device = registry.seen(sighting())
+    response = await call(router, "pair", {"device": device})
+    assert response["error"]["code"] == code
+    assert words in response["error"]["message"]

@@ -148,6 +148,8 @@ async def test_debug_logs_hold_no_personal_data_keys_or_credentials(
         ("device at 192.168.1.23:51826 refused", "device at <ip>:51826 refused"),
         ("connect fe80::1ff:fe23:4567:890a failed", "connect <ip> failed"),
         ("peer [2001:db8:0:0:0:0:2:1]:80", "peer [<ip>]:80"),
+        ("host:fe80::1 down", "host:<ip> down"),
+        ("id:2001:db8::7 ok", "id:<ip> ok"),
         ("scale AA:BB:CC:DD:EE:FF seen", "scale <mac> seen"),
         ("key " + "ab" * 16, "key <hex>"),
         ("at 17:05:25 firmware 1.2.3 after 3.5 s", "at 17:05:25 firmware 1.2.3 after 3.5 s"),
