@@ -12,11 +12,12 @@ cloud service can use it without the hub's dependencies.
   topic and seq are in the AAD), and only then checks and sets the exact per-epoch replay
   bitmap (one bit per seq). Records of an epoch may arrive in any order.
 - An epoch whose announcement is marked ``"est": true`` (the hub started it before its clock
-  was trusted, so ``nb``/``na`` are estimates) has its acceptance window measured from when this
-  consumer first accepted it: ``na - nb + accept_delay_s`` from then. It is refused once the
-  consumer knows a later epoch of the hub that ended its acceptance window, or a later trusted
-  one that started more than ``accept_delay_s`` ago (its records are older than that). Records
-  opened under it say ``ts_estimated``: their ``ts`` is the hub's best estimate.
+  was trusted, so ``nb``/``na`` are estimates) has its acceptance window measured from when it
+  was first seen (``first_seen``, a sink's stored time, or when this consumer first accepted
+  it): ``na - nb + accept_delay_s`` from then. Its window never outlasts a later epoch's of the
+  hub, nor a later trusted one's ``nb + accept_delay_s`` (the hub sealed all its records before
+  that epoch started), in whichever order they arrive. Records opened under it say
+  ``ts_estimated``: their ``ts`` is the hub's best estimate.
 - Memory is bounded: epochs are forgotten (and their keys wiped) once ``not_after +
   accept_delay_s`` has passed, and each hub keeps at most ``max_epochs_per_hub`` epochs. A hub's
   epoch evicted by that cap can never be accepted again (the hub's epoch floor rises), and an
@@ -28,6 +29,7 @@ Every refusal is a subclass of ``EnvelopeError`` (see ``gateway.envelope.errors`
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -143,8 +145,18 @@ class Consumer:
         """Return the epochs currently accepted, oldest epoch number first per hub."""
         return sorted((e.info for e in self._epochs.values()), key=lambda i: (i.hub_id, i.epoch))
 
-    def accept_announcement(self, payload: bytes, topic: str | None = None) -> EpochInfo:
-        """Verify and install an epoch announcement (idempotent); check ``topic`` if given."""
+    def knows(self, kid: bytes) -> bool:
+        """Whether the epoch of key id ``kid`` is accepted and not yet forgotten."""
+        return kid in self._epochs
+
+    def accept_announcement(
+        self, payload: bytes, topic: str | None = None, *, first_seen: float | None = None
+    ) -> EpochInfo:
+        """Verify and install an epoch announcement (idempotent); check ``topic`` if given.
+
+        ``first_seen`` (unix seconds; now if None or later) is when the announcement was first
+        seen, e.g. when a sink stored it: an estimated epoch's window counts from then.
+        """
         if len(payload) > MAX_ENVELOPE_SIZE:
             raise MalformedError(f"the announcement is larger than {MAX_ENVELOPE_SIZE} bytes")
         announcement = parse_announcement(payload)
@@ -170,7 +182,7 @@ class Consumer:
         known = self._epochs.get(announcement.kid)
         if known is not None:
             return known.info
-        self._check_fresh(core, announcement.kid, now)
+        deadline = self._deadline(core, announcement.kid, now, first_seen)
         if core.rkid != self._rkid:
             raise WrongRecipientError(
                 f"epoch {core.epoch} of hub {core.hub_id!r} is sealed for recipient key "
@@ -196,9 +208,7 @@ class Consumer:
             estimated=core.estimated,
         )
         keys = EpochKeys(secret, core.hub_id, core.epoch, core.alg)
-        # an estimated window counts from now, when this consumer first saw the epoch
-        end = now + (core.not_after - core.not_before) if core.estimated else core.not_after
-        self._epochs[info.kid] = _Epoch(info, keys, end + self._accept_delay_s)
+        self._epochs[info.kid] = state = _Epoch(info, keys, deadline)
         hub_epochs = self._hub_epochs.setdefault(info.hub_id, {})
         hub_epochs[info.kid] = info.epoch
         while len(hub_epochs) > self._max_per_hub:
@@ -210,6 +220,7 @@ class Consumer:
                 f"epoch {info.epoch} of hub {info.hub_id!r} is older than the "
                 f"{self._max_per_hub} epochs kept per hub"
             )
+        self._cap_earlier(info.hub_id, info.epoch, self._bound(state), now)
         return info
 
     def open(self, topic: str, payload: bytes) -> OpenedRecord:
@@ -288,41 +299,71 @@ class Consumer:
             self._expire(kid)
         return len(expired)
 
-    def _check_fresh(self, core: EpochCore, kid: bytes, now: float) -> None:
-        if kid in self._retired or core.epoch < self._floor.get(core.hub_id, 0):
-            raise ExpiredEpochError(
-                f"epoch {core.epoch} of hub {core.hub_id!r} was already forgotten"
-            )
-        if core.estimated:
-            if self._superseded(core.hub_id, core.epoch, now):
+    def _deadline(self, core: EpochCore, kid: bytes, now: float, first_seen: float | None) -> float:
+        """Return when a new epoch's acceptance window ends; raise ExpiredEpochError if past."""
+        hub_id, epoch, delay = core.hub_id, core.epoch, self._accept_delay_s
+        if kid in self._retired or epoch < self._floor.get(hub_id, 0):
+            raise ExpiredEpochError(f"epoch {epoch} of hub {hub_id!r} was already forgotten")
+        if not core.estimated:
+            if now > core.not_after + delay:
+                # signed by the hub: its earlier estimated epochs are older still
+                self._cap_earlier(hub_id, epoch, core.not_before + delay, now)
                 raise ExpiredEpochError(
-                    f"estimated epoch {core.epoch} of hub {core.hub_id!r} is older than a "
-                    "later epoch past its acceptance window"
+                    f"epoch {epoch} of hub {hub_id!r} is past its acceptance window"
                 )
-        elif now > core.not_after + self._accept_delay_s:
+            return core.not_after + delay
+        cap = min(
+            (
+                self._bound(self._epochs[k])
+                for k, n in self._hub_epochs.get(hub_id, {}).items()
+                if n > epoch
+            ),
+            default=math.inf,
+        )
+        if epoch < self._estimated_floor.get(hub_id, 0) or now > cap:
+            self._remember_retired(kid, hub_id)  # its records are refused as expired, not held
             raise ExpiredEpochError(
-                f"epoch {core.epoch} of hub {core.hub_id!r} is past its acceptance window"
+                f"estimated epoch {epoch} of hub {hub_id!r} is superseded: a later epoch shows "
+                "its records are older than the acceptance delay"
             )
+        seen = now if first_seen is None else min(first_seen, now)
+        own = seen + (core.not_after - core.not_before) + delay
+        if now > own:  # first seen (by a sink's account) longer ago than its window
+            self._raise_estimated_floor(hub_id, epoch + 1)
+            self._remember_retired(kid, hub_id)
+            raise ExpiredEpochError(
+                f"estimated epoch {epoch} of hub {hub_id!r} was first seen more than its "
+                "acceptance window ago"
+            )
+        return min(own, cap)
 
-    def _superseded(self, hub_id: str, epoch: int, now: float) -> bool:
-        """Whether the records of estimated ``epoch`` are certainly older than the delay: a
-        later epoch ended its window, or a later trusted one started over the delay ago (the
-        hub sealed all of ``epoch`` before starting it)."""
-        if epoch < self._estimated_floor.get(hub_id, 0):
-            return True
-        delay = self._accept_delay_s
-        for kid, number in self._hub_epochs.get(hub_id, {}).items():
-            info = self._epochs[kid].info
-            if number > epoch and not info.estimated and now > info.not_before + delay:
-                return True
-        return False
+    def _bound(self, state: _Epoch) -> float:
+        """When the records of every earlier estimated epoch are older than the delay: a later
+        trusted epoch's start plus the delay, or a later estimated epoch's own deadline."""
+        info = state.info
+        return state.deadline if info.estimated else info.not_before + self._accept_delay_s
+
+    def _cap_earlier(self, hub_id: str, epoch: int, bound: float, now: float) -> None:
+        """End the windows of ``hub_id``'s estimated epochs below ``epoch`` by ``bound`` at
+        the latest; those past it are forgotten now (and refused from now on)."""
+        if now > bound:
+            self._raise_estimated_floor(hub_id, epoch)
+        for kid, number in list(self._hub_epochs.get(hub_id, {}).items()):
+            state = self._epochs[kid]
+            if number < epoch and state.info.estimated:
+                state.deadline = min(state.deadline, bound)
+                if now > state.deadline:
+                    self._expire(kid)
+
+    def _raise_estimated_floor(self, hub_id: str, epoch: int) -> None:
+        floor = self._estimated_floor
+        floor[hub_id] = max(floor.get(hub_id, 0), epoch)
 
     def _expire(self, kid: bytes) -> None:
         """Retire ``kid`` at the end of its acceptance window; estimated epochs before it are
         refused from now on (their records are older still)."""
         info = self._epochs[kid].info
-        floor = self._estimated_floor
-        floor[info.hub_id] = max(floor.get(info.hub_id, 0), info.epoch + 1)
+        self._raise_estimated_floor(info.hub_id, info.epoch + 1)
         self._retire(kid)
 
     def _retire(self, kid: bytes) -> None:
@@ -333,6 +374,9 @@ class Consumer:
         hub_epochs.pop(kid, None)
         if not hub_epochs:
             self._hub_epochs.pop(hub_id, None)
+        self._remember_retired(kid, hub_id)
+
+    def _remember_retired(self, kid: bytes, hub_id: str) -> None:
         self._retired[kid] = hub_id
         while len(self._retired) > _MAX_RETIRED:
             self._retired.popitem(last=False)
