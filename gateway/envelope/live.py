@@ -8,6 +8,9 @@ is each message acknowledged to the broker (paho's manual acks, MQTT 5 section 4
 MQTT 3.1.1 section 4.3.2: the broker redelivers what was never acknowledged). A record whose
 epoch is unknown is held and acknowledged once its announcement has come (from the sink, where
 any member of the group stored it, or from the hub after a resend request) and it is stored.
+An announcement marked ``"est": true`` that the sink already holds is accepted as first seen when
+the sink stored it, so its acceptance window does not start afresh in a restarted process or
+another member (docs/envelope.md).
 
 With a ``client_id`` the session is durable: MQTT 5 ``clean_start`` false with a session expiry
 interval, MQTT 3.1.1 ``clean_session`` false, so the broker keeps records while the consumer
@@ -33,11 +36,12 @@ from paho.mqtt.properties import Properties
 
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
+from gateway.envelope.format import parse_announcement
 from gateway.envelope.inbox import Delivery, Inbox
 from gateway.envelope.pending import PendingRecords, ResendRequest, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
 from gateway.envelope.topics import epoch_topic
-from gateway.errors import ConsentgateError
+from gateway.errors import ConsentgateError, EnvelopeError
 from gateway.mqtt.paho_private import paho_of
 from gateway.sinks.base import Sink, StoredAnnouncement
 
@@ -243,6 +247,8 @@ async def _open_batch(
 ) -> _Batch:
     work = _Batch()
     for message in batch:
+        if sink is not None and message.topic.endswith("/epoch"):
+            await _first_seen_by_sink(session.consumer, sink, message.topic, message.payload)
         outcome = _handle(session, message.topic, message.payload)
         _collect(work, outcome, message.payload, held_acks)
         if outcome.held is not None:
@@ -258,9 +264,34 @@ async def _open_batch(
             if stored is None or kid not in held_acks:
                 continue
             topic = epoch_topic(f"{base}/{stored.hub_id}")
+            _accept_as_first_seen(session.consumer, topic, stored.payload, stored.received)
             _collect(work, session.handle(topic, stored.payload), b"", held_acks)
             work.requests = [r for r in work.requests if r.kid != kid]
     return work
+
+
+async def _first_seen_by_sink(consumer: Consumer, sink: Sink, topic: str, payload: object) -> None:
+    """Install a new estimated epoch the sink already holds as first seen when it was stored:
+    a restarted process or another member does not start its acceptance window afresh."""
+    if not isinstance(payload, bytes | bytearray):
+        return
+    try:
+        announcement = parse_announcement(bytes(payload))
+    except EnvelopeError:
+        return  # the session refuses it with its reason
+    if announcement.core.estimated and not consumer.knows(announcement.kid):
+        stored = await sink.announcement(announcement.kid)
+        if stored is not None:
+            _accept_as_first_seen(consumer, topic, bytes(payload), stored.received)
+
+
+def _accept_as_first_seen(
+    consumer: Consumer, topic: str, payload: bytes, first_seen: float | None
+) -> None:
+    """Accept an announcement a sink stored at ``first_seen``; the session then finds it known
+    (and releases its held records), or refuses it again and reports why."""
+    with contextlib.suppress(EnvelopeError):
+        consumer.accept_announcement(payload, topic, first_seen=first_seen)
 
 
 def _collect(

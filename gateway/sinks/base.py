@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -29,6 +29,8 @@ class StoredAnnouncement:
     hub_id: str
     epoch: int
     payload: bytes
+    # unix seconds the sink first stored it (None before it is stored): the fleet's first sight
+    received: float | None = field(default=None, compare=False)
 
 
 class Sink(Protocol):

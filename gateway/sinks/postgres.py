@@ -103,14 +103,17 @@ class PostgresSink:
         """Return the stored announcement of epoch ``kid``, or None."""
         try:
             row = await self._connection().fetchrow(
-                "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = $1",
+                "SELECT kid, hub, epoch, payload, extract(epoch FROM received)::float8 "
+                "FROM consentgate_announcements WHERE kid = $1",
                 kid,
             )
         except _ERRORS as exc:
             raise SinkError(f"postgresql sink: {exc}") from exc
         if row is None:
             return None
-        return StoredAnnouncement(bytes(row[0]), str(row[1]), int(row[2]), bytes(row[3]))
+        return StoredAnnouncement(
+            bytes(row[0]), str(row[1]), int(row[2]), bytes(row[3]), received=float(row[4])
+        )
 
     async def count(self) -> int:
         """Return how many records the sink holds."""

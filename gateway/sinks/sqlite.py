@@ -96,9 +96,13 @@ class SqliteSink:
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""
         row = await self._fetchone(
-            "SELECT kid, hub, epoch, payload FROM consentgate_announcements WHERE kid = ?", (kid,)
+            "SELECT kid, hub, epoch, payload, received FROM consentgate_announcements "
+            "WHERE kid = ?",
+            (kid,),
         )
-        return None if row is None else StoredAnnouncement(row[0], row[1], row[2], row[3])
+        if row is None:
+            return None
+        return StoredAnnouncement(row[0], row[1], row[2], row[3], received=float(row[4]))
 
     async def count(self) -> int:
         """Return how many records the sink holds."""
