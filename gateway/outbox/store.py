@@ -250,11 +250,17 @@ class Outbox(Capacity, Announcements):
         if cached is not None:
             return cached
         deletes = self._memory.batch.deletes
-        found = await table.after(self._box, last_id, limit)
-        rows = [row for row in found if row.id not in deletes]
-        # then the staged rows, newer than anything on disk
-        after = rows[-1].id if rows else last_id
-        return rows + self._memory.walk(after, self._last_id, limit - len(rows))
+        rows: list[Pending] = []
+        after = last_id
+        while len(rows) < limit:
+            wanted = limit - len(rows)
+            found = await table.after(self._box, after, wanted)
+            rows += [row for row in found if row.id not in deletes]  # not the acknowledged
+            if found:
+                after = found[-1].id
+            if len(found) < wanted:  # nothing more on disk: the staged rows are all newer
+                return rows + self._memory.walk(after, self._last_id, limit - len(rows))
+        return rows
 
     def delete(self, ids: Sequence[int], size: int) -> int:
         """Forget acknowledged rows (``size`` payload bytes in all); return how many.

@@ -144,3 +144,30 @@ async def test_reject_new_keeps_an_announcement_within_the_bounds_by_evicting_th
     ]
     assert counters.get("outbox.overflow_rejected") == 2  # row 201 and row 99
     assert (await audit.tail(1))[0].details == {"policy": "reject_new", "records": 2}
+
+
+async def test_a_reader_meets_every_queued_row_once_when_acknowledged_rows_await_deletion(
+    db: aiosqlite.Connection,
+) -> None:
+    """After a reconnect the publisher reads from the start again, while rows acknowledged on
+    the last connection still wait for their deletion to be written: reading on from each
+    read's last row meets every row still queued once, in order (a read once skipped from its
+    window on disk to the rows staged in memory, and the rows between stayed queued, unsent,
+    until the next reconnect)."""
+    outbox, _, _ = await make(db)
+    await outbox.append([row(i) for i in range(1, 601)])
+    await outbox.commit()  # ids 1-600 on disk
+    await outbox.append([row(i) for i in range(601, 701)])  # ids 601-700 staged
+
+    async def read_all() -> list[int]:
+        seen: list[int] = []
+        last = 0
+        while batch := await outbox.fetch_after(last, 250):
+            seen += [p.id for p in batch]
+            last = batch[-1].id
+        return seen
+
+    assert await read_all() == list(range(1, 701))  # the first connection sends everything
+    acked = [i for i in range(1, 601) if i % 3 == 0]  # and some PUBACKs came back
+    outbox.delete(acked, 100 * len(acked))  # their deletion waits for the next commit
+    assert await read_all() == [i for i in range(1, 701) if i % 3 or i > 600]
