@@ -63,6 +63,7 @@ class Unwritten:
         # may not see its rows yet, so the publisher still finds them here
         self.writing = Batch()
         self.recent: deque[Pending] = deque()
+        self.written_batches = 0  # how many batches have left memory for the disk
 
     @property
     def rows(self) -> dict[int, OutboxRow]:
@@ -117,6 +118,7 @@ class Unwritten:
     def written(self) -> None:
         """The batch being written has committed: its rows are on disk."""
         self.writing = Batch()
+        self.written_batches += 1
 
     def put_back(self, batch: Batch) -> None:
         """Queue ``batch`` again ahead of what came since (its commit rolled back)."""

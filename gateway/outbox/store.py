@@ -249,18 +249,28 @@ class Outbox(Capacity, Announcements):
         cached = self._memory.from_recent(last_id, limit)
         if cached is not None:
             return cached
+        written = -1
+        while written != self._memory.written_batches:  # a commit that ended meanwhile moved
+            written = self._memory.written_batches  # staged rows behind the read: read again
+            rows, after, more = await self._on_disk_after(last_id, limit)
+        # with nothing more on disk, the staged rows are all newer
+        return rows if more else rows + self._memory.walk(after, self._last_id, limit - len(rows))
+
+    async def _on_disk_after(self, last_id: int, limit: int) -> tuple[list[Pending], int, bool]:
+        """Return up to ``limit`` rows on disk after ``last_id`` (not the acknowledged ones),
+        the id read up to, and whether the disk may hold more."""
         deletes = self._memory.batch.deletes
         rows: list[Pending] = []
         after = last_id
         while len(rows) < limit:
             wanted = limit - len(rows)
             found = await table.after(self._box, after, wanted)
-            rows += [row for row in found if row.id not in deletes]  # not the acknowledged
+            rows += [row for row in found if row.id not in deletes]
             if found:
                 after = found[-1].id
-            if len(found) < wanted:  # nothing more on disk: the staged rows are all newer
-                return rows + self._memory.walk(after, self._last_id, limit - len(rows))
-        return rows
+            if len(found) < wanted:
+                return rows, after, False
+        return rows, after, True
 
     def delete(self, ids: Sequence[int], size: int) -> int:
         """Forget acknowledged rows (``size`` payload bytes in all); return how many.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -12,6 +13,7 @@ from gateway.audit.log import AuditLog
 from gateway.config import OutboxConfig
 from gateway.counters import Counters
 from gateway.model import EPOCH_CATEGORY, OutboxRow
+from gateway.outbox import table
 from gateway.outbox.store import Outbox
 from gateway.storage.db import open_database
 
@@ -171,3 +173,30 @@ async def test_a_reader_meets_every_queued_row_once_when_acknowledged_rows_await
     acked = [i for i in range(1, 601) if i % 3 == 0]  # and some PUBACKs came back
     outbox.delete(acked, 100 * len(acked))  # their deletion waits for the next commit
     assert await read_all() == [i for i in range(1, 701) if i % 3 or i > 600]
+
+
+async def test_a_group_commit_ending_during_a_read_hides_no_row(
+    db: aiosqlite.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read of the disk and a group commit interleave: the commit moves the staged rows to
+    the disk after the read looked there and before it looks in memory. The read is made
+    again, so those rows are found on disk instead of being skipped (they stayed queued,
+    unsent, until the next reconnect)."""
+    outbox, _, _ = await make(db)
+    await outbox.append([row(i) for i in range(1, 11)])
+    assert [p.id for p in await outbox.fetch_after(0, 10)] == list(range(1, 11))
+    await outbox.append([row(i) for i in range(11, 21)])  # staged, not contiguous with a read
+    real_after = table.after
+    interleaved = False
+
+    async def after_then_commit(box: aiosqlite.Connection, last_id: int, limit: int) -> Any:
+        nonlocal interleaved
+        found = await real_after(box, last_id, limit)
+        if not interleaved:
+            interleaved = True
+            await outbox.commit()  # ends between the read of the disk and the walk of memory
+        return found
+
+    monkeypatch.setattr(table, "after", after_then_commit)
+    assert [p.id for p in await outbox.fetch_after(5, 100)] == list(range(6, 21))
+    assert interleaved
