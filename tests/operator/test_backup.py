@@ -123,6 +123,7 @@ async def test_backup_wipe_restore(broker: Mosquitto, tmp_path: Path) -> None:
         assert "intact" in verify.out
 
         async with running_hub(config) as hub:
+            await eventually(hub.link.connected.is_set, what="restored hub connected")
             assert sorted(hub.simulated) == pseudonyms
             again_paired = hub.registry.get(device.id)  # read back with the restored storage key
             assert again_paired is not None
