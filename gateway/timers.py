@@ -10,7 +10,8 @@ the loop's monotonic clock: timers due within the same slot run in the same turn
 after one wake-up, still in the order of their deadlines. It is the kernel's timer slack, applied
 where the kernel cannot see it (asyncio keeps its timers in one heap and sleeps until the first).
 
-The price is that a timer fires up to ``slack_s`` late; nothing the hub promises depends on a
+The price is that a timer fires up to ``slack_s`` late (or up to 20 us early: a turn takes a
+slot's timers together); nothing the hub promises depends on a
 timer being that precise (consent changes, acknowledgements and PUBACKs are driven by I/O, not
 timers, and run as soon as their packet arrives).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from contextvars import Context
 from typing import Final, TypeVarTuple
@@ -38,6 +40,10 @@ class CoalescingLoop(asyncio.SelectorEventLoop):
     def __init__(self, slack_s: float = DEFAULT_SLACK_S) -> None:
         super().__init__()
         self.slack_s = slack_s
+        # a turn runs the timers due up to this much after now: all of a slot's, whose
+        # deadlines the order offsets spread over its first slack_s x ORDER_SCALE seconds
+        resolution: float = time.get_clock_info("monotonic").resolution  # asyncio's own value
+        self._clock_resolution = max(resolution, 2 * slack_s * ORDER_SCALE)
 
     def call_at(
         self,
