@@ -160,17 +160,6 @@ async def _pair(
     try:
         view = await registry.pair(device)
     except DeviceError as exc:
-        if exc.reason == "bad_setup_code":
-            raise CommandError(
-                "invalid_request",
-                "the accessory refused the setup code; check the code on its label and try again",
-            ) from exc
-        if exc.reason == "not_pairable":  # asking again changes nothing: the user must act
-            raise CommandError(
-                "invalid_request",
-                "the accessory is already paired with another controller; remove that pairing "
-                "or reset the accessory, then try again",
-            ) from exc
         raise CommandError(*_PAIRING_REFUSED.get(exc.reason, _did_not_answer(exc.reason))) from exc
     finally:
         if code is not None:
@@ -178,7 +167,16 @@ async def _pair(
     return view
 
 
-_PAIRING_REFUSED: Final = {
+_PAIRING_REFUSED: Final = {  # what the user can do about each reason a pairing failed
+    "bad_setup_code": (
+        "invalid_request",
+        "the accessory refused the setup code; check the code on its label and try again",
+    ),
+    "not_pairable": (  # asking again changes nothing: the user must act
+        "invalid_request",
+        "the accessory is already paired with another controller; remove that pairing or "
+        "reset the accessory, then try again",
+    ),
     "pairing_busy": ("busy", "the accessory is busy with another pairing; try again in a minute"),
     "too_many_attempts": (
         "invalid_request",
