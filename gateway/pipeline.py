@@ -1,7 +1,8 @@
-"""The data path, top to bottom: reading -> known device -> classify -> consent gate ->
-desensitise -> seal -> outbox.
+"""The data path, top to bottom: reading -> consent door -> known device -> classify -> consent
+gate -> desensitise (gateway/consent/desensitise.py) -> seal -> outbox.
 
-Every stage has one signature (a batch of observations in, a batch out) and is a plain
+The door judges each reading as it arrives: one whose every category is off is dropped there.
+Every stage after it has one signature (a batch of observations in, a batch out) and is a plain
 function of its inputs, so each is tested alone; ``Pipeline`` only orders them, batches
 readings from a bounded queue and commits the sealed rows to the outbox in one transaction.
 A reading counts as committed once ``Outbox.append`` returned.
@@ -17,18 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol, TypeVar
 
 from gateway.consent.aggregate import Aggregator
-from gateway.consent.catalogue import (
-    AGGREGATE,
-    CATEGORIES,
-    COARSE,
-    LOCATION_COARSE,
-    LOCATION_PRECISE,
-    OFF,
-    PSEUDONYMISE,
-)
+from gateway.consent.catalogue import OFF
+from gateway.consent.desensitise import aggregate, desensitise, pseudonymise
 from gateway.consent.policy import ConsentPolicy
 from gateway.counters import Counters
-from gateway.model import Observation, OutboxRow, Reading, Value
+from gateway.model import Observation, OutboxRow, Reading
 from gateway.outbox.store import Outbox
 
 logger = logging.getLogger(__name__)
@@ -36,8 +30,6 @@ logger = logging.getLogger(__name__)
 Stage = Callable[[list[Observation]], list[Observation]]
 FieldCategory = Callable[[str, str], str | None]
 QUEUE_SIZE: Final = 100_000
-# Coarse location: coordinates rounded to 0.1 degree (about 11 km of latitude), city level.
-COARSE_DECIMALS: Final = 1
 
 
 class Sealing(Protocol):
@@ -127,6 +119,49 @@ def _layout(driver: str, names: tuple[str, ...], field_category: FieldCategory) 
     return tuple((category, tuple(group)) for category, group in groups.items()), unmapped
 
 
+LAYOUTS_KEPT: Final = 256  # field sets the door remembers (a driver reports a few)
+
+
+class ConsentDoor:
+    """The check a reading meets on arrival (``door(reading)``): True when its device is paired
+    and every category its fields map to is off now; it is then dropped there, counted as the
+    gate counts, and costs no queue slot, batch or seal (a home's many readings nobody
+    consented to)."""
+
+    def __init__(
+        self,
+        policy: ConsentPolicy,
+        field_category: FieldCategory,
+        known: Callable[[str], bool],
+        counters: Counters,
+    ) -> None:
+        self._decide = policy.decide
+        self._field_category = field_category
+        self._known = known
+        self._counters = counters
+        self.layouts: dict[tuple[str, tuple[str, ...]], _Layout] = {}  # at most LAYOUTS_KEPT
+
+    def __call__(self, reading: Reading) -> bool:
+        """Return True (dropped, counted) when all of ``reading`` is refused by consent now."""
+        key = (reading.driver, tuple(reading.fields))
+        layout = self.layouts.get(key)
+        if layout is None:
+            if len(self.layouts) >= LAYOUTS_KEPT:  # bounded whatever field names arrive
+                self.layouts.clear()
+            layout = self.layouts[key] = _layout(reading.driver, key[1], self._field_category)
+        groups, unmapped = layout
+        device, decide = reading.device, self._decide
+        if not groups or any(decide(device, category) != OFF for category, _ in groups):
+            return False
+        if not self._known(device):  # the pipeline counts it as an unknown device's
+            return False
+        for category, _ in groups:
+            self._counters.inc(f"dropped.{category}")
+        if unmapped:
+            self._counters.inc("dropped.unmapped_field", unmapped)
+        return True
+
+
 def consent_gate(policy: ConsentPolicy, counters: Counters) -> Stage:
     """Return the collection gate: observations whose category is off now are dropped, counted."""
 
@@ -144,76 +179,6 @@ def consent_gate(policy: ConsentPolicy, counters: Counters) -> Stage:
         return kept
 
     return gate
-
-
-def desensitise(policy: ConsentPolicy) -> Stage:
-    """Return the stage that turns precise location into coarse where only coarse is allowed."""
-
-    def stage(observations: list[Observation]) -> list[Observation]:
-        return [
-            coarsen(obs)
-            if obs.category == LOCATION_PRECISE
-            and policy.decide(obs.device, obs.category) == COARSE
-            else obs
-            for obs in observations
-        ]
-
-    return stage
-
-
-def pseudonymise(policy: ConsentPolicy, keyed_hash: Callable[[bytes], bytes]) -> Stage:
-    """Return the stage that, where ``network`` is coarse, replaces identifiers (MAC, SSID, IP:
-    every text or bytes value of ``device.network``) by keyed-hash pseudonyms; numbers stay."""
-
-    def stage(observations: list[Observation]) -> list[Observation]:
-        return [
-            _pseudonymised(obs, keyed_hash)
-            if CATEGORIES[obs.category].desensitise == PSEUDONYMISE
-            and policy.decide(obs.device, obs.category) == COARSE
-            else obs
-            for obs in observations
-        ]
-
-    return stage
-
-
-def _pseudonymised(obs: Observation, keyed_hash: Callable[[bytes], bytes]) -> Observation:
-    def hide(value: Value) -> Value:
-        if isinstance(value, str):
-            return keyed_hash(b"field:" + value.encode()).hex()
-        if isinstance(value, bytes):
-            return keyed_hash(b"field:" + value).hex()
-        return value
-
-    fields = {name: hide(value) for name, value in obs.fields.items()}
-    return Observation(obs.device, obs.category, obs.ts, fields)
-
-
-def aggregate(policy: ConsentPolicy, aggregator: Aggregator) -> Stage:
-    """Return the stage that, where a category's consent is coarse, keeps only aggregates."""
-
-    def stage(observations: list[Observation]) -> list[Observation]:
-        out: list[Observation] = []
-        for obs in observations:
-            if (
-                CATEGORIES[obs.category].desensitise == AGGREGATE
-                and policy.decide(obs.device, obs.category) == COARSE
-            ):
-                out.extend(aggregator.add(obs))
-            else:
-                out.append(obs)
-        return out
-
-    return stage
-
-
-def coarsen(obs: Observation) -> Observation:
-    """Return ``obs`` as ``location.coarse``: numeric coordinates rounded to 0.1 degree."""
-    fields = {
-        name: round(value, COARSE_DECIMALS) if isinstance(value, float) else value
-        for name, value in obs.fields.items()
-    }
-    return Observation(obs.device, LOCATION_COARSE, obs.ts, fields)
 
 
 def _always() -> asyncio.Event:
@@ -261,6 +226,7 @@ class Pipeline:
             pseudonymise(policy, keyed_hash),
             aggregate(policy, self._aggregator),
         )
+        self._refused_at_door = ConsentDoor(policy, field_category, known_device, counters)
         self._commit_lock = asyncio.Lock()
         self.committed = 0
 
@@ -273,7 +239,11 @@ class Pipeline:
         return self._commit_lock
 
     def submit(self, reading: Reading) -> bool:
-        """Queue ``reading`` without waiting; False (and counted) if the queue is full."""
+        """Take ``reading`` without waiting: dropped at once (counted, True) when all its data is
+        refused by consent now (``ConsentDoor``), else queued; False (counted) if the queue is
+        full."""
+        if self._refused_at_door(reading):
+            return True
         try:
             self._queue.put_nowait(reading)
         except asyncio.QueueFull:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from gateway.consent.aggregate import Aggregator
+from gateway.consent.desensitise import aggregate, coarsen, desensitise, pseudonymise
 from gateway.consent.policy import ConsentPolicy
 from gateway.counters import Counters
 from gateway.model import Observation, Reading
-from gateway.pipeline import aggregate, classify, coarsen, consent_gate, desensitise, pseudonymise
+from gateway.pipeline import LAYOUTS_KEPT, ConsentDoor, classify, consent_gate
 from gateway.pseudonym import Pseudonymizer
 
 FIELDS = {
@@ -84,6 +85,49 @@ def test_gate_follows_the_policy_at_the_moment_of_collection() -> None:
     assert "health" not in [o.category for o in gate(observations())]
     policy.set_try_now(enabled=True)
     assert [o.category for o in gate(observations())] == ["device.basic"]
+
+
+def test_the_door_drops_a_reading_whose_every_category_is_off_and_counts_it() -> None:
+    policy, counters = ConsentPolicy(), Counters()
+    door = ConsentDoor(policy, lookup, lambda device: True, counters)
+    wearable = Reading("a" * 16, "d", 1.0, {"heart_rate": 70, "latitude": 1.0, "mystery": 3})
+    assert door(wearable)  # health and precise location are off by default
+    assert counters.get("dropped.health") == 1
+    assert counters.get("dropped.location.precise") == 1
+    assert counters.get("dropped.unmapped_field") == 1  # as classify would have counted it
+
+
+def test_the_door_lets_through_a_reading_with_any_category_allowed() -> None:
+    policy, counters = ConsentPolicy(), Counters()
+    door = ConsentDoor(policy, lookup, lambda device: True, counters)
+    assert not door(Reading("a" * 16, "d", 1.0, {"temperature": 20.0, "heart_rate": 70}))
+    assert not door(Reading("a" * 16, "d", 1.0, {"mystery": 1}))  # unmapped only: classify's
+    assert counters.snapshot() == {}  # the gate counts what it drops of them
+
+
+def test_the_door_follows_consent_as_each_reading_arrives() -> None:
+    policy = ConsentPolicy()
+    door = ConsentDoor(policy, lookup, lambda device: True, Counters())
+    heart = Reading("a" * 16, "d", 1.0, {"heart_rate": 70})
+    assert door(heart)
+    policy.set_flag("health", "on")
+    assert not door(heart)
+    policy.set_flag("health", "off", device="a" * 16)  # a per-device override wins
+    assert door(heart)
+
+
+def test_the_door_leaves_an_unknown_devices_reading_to_be_counted_as_unknown() -> None:
+    counters = Counters()
+    door = ConsentDoor(ConsentPolicy(), lookup, lambda device: False, counters)
+    assert not door(Reading("a" * 16, "d", 1.0, {"heart_rate": 70}))
+    assert counters.snapshot() == {}
+
+
+def test_the_doors_memory_of_field_sets_stays_bounded() -> None:
+    door = ConsentDoor(ConsentPolicy(), lookup, lambda device: True, Counters())
+    for i in range(3 * LAYOUTS_KEPT):  # a driver inventing field names
+        assert not door(Reading("a" * 16, "d", 1.0, {f"f{i}": 1, "temperature": 1.0}))
+    assert len(door.layouts) <= LAYOUTS_KEPT
 
 
 def test_coarse_location_is_rounded_to_a_tenth_of_a_degree() -> None:
