@@ -12,6 +12,11 @@ private Mosquitto and reads its CPU time from ``/proc/<pid>/task/*/schedstat`` (
    delivered rate is read black box from the broker's ``$SYS/broker/publish/messages/received``
    counter (no subscriber competing for the CPU). Goal: delivered >= 0.8 x raw paho.
 
+The everyday figure is also taken apart: the same hub at 500 x 0.5/s and 500 x 8/s besides
+500 x 2/s, and a least-squares line through the three (CPU ms/s against records forwarded/s)
+gives the fixed cost a second (wake-ups, timers: paid whatever the load) and the marginal cost
+of one more record, which is the figure to compare with saturation.
+
 The everyday figure includes the simulator, which runs in the daemon and wakes it 20 times a
 second (``drivers.simulator.TICK_S``) whether or not it has readings to give. On a virtual
 machine a wake-up from an idle CPU costs a few hundred microseconds, so that tick alone is a
@@ -47,6 +52,7 @@ from gateway.timers import DEFAULT_SLACK_S, loop_factory
 
 HUB_ID: Final = "bench-eff"
 EVERYDAY: Final = (500, 2.0)
+SWEEP_RATES: Final = (0.5, 8.0)  # with EVERYDAY's: the points of the fixed/marginal line
 SATURATED: Final = (500, 200.0)
 OVERLOAD: Final = 1.2
 GRANTS: Final = (("health", "on"), ("location", "on"))
@@ -122,7 +128,7 @@ def _per_record(
     workdir: Path, port: int, devices: int, rate: float, seconds: float
 ) -> tuple[float, float]:
     """Return the hub's CPU-seconds per 1,000 records forwarded at ``devices`` x ``rate``, and
-    the records forwarded a second."""
+    the records forwarded a second (CPU ms/s is their product)."""
     spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate)
     workdir.mkdir()
     daemon = DaemonProcess(spec)
@@ -141,6 +147,18 @@ def _per_record(
         counter.close()
         daemon.stop()
     return 1000 * cpu / max(1, forwarded), forwarded / seconds
+
+
+def fixed_and_marginal(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Return (fixed CPU ms/s, marginal CPU us per record): the least-squares line through
+    ``points`` of (records forwarded/s, CPU ms/s)."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum(
+        (x - mean_x) ** 2 for x, _ in points
+    )
+    return mean_y - slope * mean_x, 1000 * slope
 
 
 def _overload(workdir: Path, port: int, raw: float, seconds: float) -> dict[str, float]:
@@ -176,6 +194,13 @@ def measure(seconds: float) -> dict[str, Any]:
                 work / "everyday", broker.port, *EVERYDAY, seconds
             )
             floor_ms = tick_floor_ms_s(seconds)
+            points = [(everyday_rate, everyday * everyday_rate)]
+            for rate in SWEEP_RATES:
+                cpu, forwarded = _per_record(
+                    work / f"sweep-{rate:g}", broker.port, EVERYDAY[0], rate, seconds
+                )
+                points.append((forwarded, cpu * forwarded))
+            fixed_ms, marginal_us = fixed_and_marginal(points)
             saturated, _ = _per_record(work / "saturated", broker.port, *SATURATED, seconds)
             raw = raw_paho_rate(broker.port, 30_000)
             overload = _overload(work / "overload", broker.port, raw, seconds)
@@ -188,6 +213,9 @@ def measure(seconds: float) -> dict[str, Any]:
         "tick_floor_ms_per_s": floor_ms,
         "everyday_forwarded_per_s": everyday_rate,
         "everyday_net_of_tick_cpu_s_per_1000": everyday - floor_ms / everyday_rate,
+        "sweep_forwarded_per_s_cpu_ms_per_s": points,
+        "fixed_cpu_ms_per_s": fixed_ms,
+        "marginal_cpu_us_per_record": marginal_us,
         "raw_paho_msg_s": raw,
         **overload,
         "overload_ratio": overload["delivered_per_s"] / raw,
@@ -218,6 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'500 x 2/s net of the tick (us)':46} {net_us:9.1f}  {net_us / saturated_us:.2f} x "
         f"limit (<= 40 us: {'ok' if net_us <= 40 else 'MISSED'})"
+    )
+    print(
+        f"{'fixed cost at 500 devices (ms CPU/s)':46} {r['fixed_cpu_ms_per_s']:9.2f}  "
+        f"{r['fixed_cpu_ms_per_s'] / r['everyday_forwarded_per_s'] * 1000:.1f} us per record "
+        "at 500 x 2/s"
+    )
+    marginal = r["marginal_cpu_us_per_record"]
+    print(
+        f"{'marginal cost of a record, 500 x 0.5-8/s (us)':46} {marginal:9.1f}  "
+        f"{marginal / saturated_us:.2f} x limit"
     )
     print(f"{'raw paho QoS 1 (msg/s)':46} {r['raw_paho_msg_s']:9,.0f}  limit")
     print(

@@ -1,15 +1,28 @@
-"""Data passed between stages and modules: frozen, slotted, and free of raw identifiers."""
+"""Data passed between stages and modules: immutable, slotted, and free of raw identifiers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def record(cls: type[_T]) -> type[_T]:
+    """Make ``cls`` a slotted dataclass that the type checker treats as frozen (an assignment
+    to a field is an error under mypy strict). At run time it is not frozen: a frozen
+    dataclass builds each instance through ``object.__setattr__`` per field, 550 ns against
+    150 ns, and the data path builds several per reading. Instances hash and compare by value."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
 
 # Field values a driver may emit (CBOR-encodable scalars).
 Value = bool | int | float | str | bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reading:
     """What a driver reports: a paired device's fields at one instant.
 
@@ -23,7 +36,7 @@ class Reading:
     fields: Mapping[str, Value]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Observation:
     """The part of a reading that belongs to one data category."""
 
@@ -33,7 +46,7 @@ class Observation:
     fields: Mapping[str, Value]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboxRow:
     """A sealed record (or epoch announcement) ready for the durable outbox.
 

@@ -8,7 +8,9 @@ does paho's own bookkeeping for the message (none for packets ``gateway.mqtt.wri
 which paho never knew). A duplicate PUBACK finds its packet id no longer the publisher's and
 goes to paho, which ignores it. Everything else (aiomqtt's publishes, PUBCOMP,
 a PUBACK that carries properties) still goes through paho's decoder unchanged. The hook on
-paho's state is ``gateway.mqtt.paho_private.take_pubacks``.
+paho's state is ``gateway.mqtt.paho_private.take_pubacks``. A run of such PUBACKs already in the
+hub's receive buffer (``gateway.mqtt.reads``) is taken from it in one pass, without paho reading
+each packet (``paho_private.take_buffered_pubacks``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -39,10 +41,17 @@ PAHO_REQUIRED: Final = (
     "_packet_queue",
     "_registered_write",
     "_call_socket_register_write",
+    "_msgtime_mutex",
+    "_last_bytes_received",
 )
 AIOMQTT_REQUIRED: Final = ("_client", "_disconnected")
 RAW: Final = 0  # the command field of packets queued as raw bytes (``queue_raw``)
 PUBLISH_QOS1: Final = 0x30 | 0x02  # PUBLISH, QoS 1 (MQTT section 3.3.1)
+
+PUBACK: Final = 0x40  # PUBACK's first byte (MQTT section 3.4.1)
+_BUFFERED_ACKERS: weakref.WeakKeyDictionary[paho.Client, Callable[[int, int], bool]] = (
+    weakref.WeakKeyDictionary()
+)  # by client: takes a buffered PUBACK's packet id (``take_buffered_pubacks``)
 
 PublishTaker = Callable[[bytes, int], int | None]
 """``taker(packet, qos)``: the variable part of an incoming QoS 0/1 PUBLISH; return its packet
@@ -146,7 +155,41 @@ def take_pubacks(
             return rc
         return paho.MQTT_ERR_SUCCESS
 
+    def buffered(mid: int, reason: int) -> bool:
+        # a message paho sent itself needs paho's bookkeeping: left to ``handle``
+        if not mine(mid) or mid in state._out_messages:
+            return False
+        on_ack(mid, reason)
+        return True
+
     state._handle_pubackcomp = handle
+    _BUFFERED_ACKERS[client] = buffered
+
+
+def take_buffered_pubacks(client: paho.Client, data: bytearray) -> int:
+    """Take the PUBACKs without properties (4 or 5 bytes each) at the start of ``data``, bytes
+    read from ``client``'s socket that paho has not seen, while they acknowledge messages sent
+    as raw bytes (``queue_burst``) and paho is between packets: each is handed to
+    ``take_pubacks``'s ``on_ack`` and removed from ``data``, as paho would have read and
+    handled it one by one. Return how many were taken."""
+    ack = _BUFFERED_ACKERS.get(client)
+    state: Any = client
+    if ack is None or state._in_packet["command"] != 0:
+        return 0
+    at, size, taken = 0, len(data), 0
+    while at + 4 <= size and data[at] == PUBACK and data[at + 1] in (2, 3):
+        end = at + 2 + data[at + 1]
+        if end > size:
+            break  # the rest of it is still in the socket: paho reads it
+        reason = data[at + 4] if end - at == 5 else 0  # MQTT 5 reason byte, else success
+        if not ack((data[at + 2] << 8) | data[at + 3], reason):
+            break  # paho decodes it, and reads on from there
+        at, taken = end, taken + 1
+    if at:
+        del data[:at]
+        with state._msgtime_mutex:  # what paho's keep-alive counts as heard from the broker
+            state._last_bytes_received = time.monotonic()
+    return taken
 
 
 # --- writing ---------------------------------------------------------------------------------
