@@ -242,13 +242,11 @@ class Pipeline:
         """Take ``reading`` without waiting: dropped at once (counted, True) when all its data is
         refused by consent now (``ConsentDoor``), else queued; False (counted) if the queue is
         full."""
-        if self._refused_at_door(reading):
-            return True
-        try:
-            self._queue.put_nowait(reading)
-        except asyncio.QueueFull:
+        if self._queue.full():  # first: refusing costs least when readings come fastest
             self._counters.inc("dropped.queue_full")
             return False
+        if not self._refused_at_door(reading):
+            self._queue.put_nowait(reading)
         return True
 
     @property
