@@ -76,7 +76,8 @@ class Simulator:
         self._rate_hz = rate_hz
         self._submit = submit
         self._clock = clock
-        self.produced = 0
+        self.produced = 0  # readings built and offered
+        self.refused = 0  # of those, and of those not built, what the hub refused
 
     async def run(self) -> None:
         """Emit readings forever, spreading them evenly over ticks of ``TICK_S``."""
@@ -101,7 +102,15 @@ class Simulator:
                 index = cursor % len(self._devices)
                 cursor += 1
                 owed -= 1.0
-                self._submit(
-                    Reading(self._devices[index], DRIVER, now, simulated_fields(index, now))
-                )
                 self.produced += 1
+                if not self._submit(
+                    Reading(self._devices[index], DRIVER, now, simulated_fields(index, now))
+                ):
+                    # the hub refused it (its queue is full): the tick's other readings would
+                    # be refused too, and are not built (a real transport's refusals cost the
+                    # hub nothing: they stay in the kernel or the broker)
+                    skipped = int(owed)
+                    owed -= skipped
+                    cursor += skipped
+                    self.refused += 1 + skipped
+                    break
