@@ -71,11 +71,13 @@ class Simulator:
         rate_hz: float,
         submit: Callable[[Reading], bool],
         clock: Callable[[], float] = time.time,
+        not_built: Callable[[int], None] = lambda count: None,
     ) -> None:
         self._devices = devices
         self._rate_hz = rate_hz
         self._submit = submit
         self._clock = clock
+        self._not_built = not_built  # told how many readings a refusal spared (to count them)
         self.produced = 0  # readings built and offered
         self.refused = 0  # of those, and of those not built, what the hub refused
 
@@ -107,10 +109,12 @@ class Simulator:
                     Reading(self._devices[index], DRIVER, now, simulated_fields(index, now))
                 ):
                     # the hub refused it (its queue is full): the tick's other readings would
-                    # be refused too, and are not built (a real transport's refusals cost the
-                    # hub nothing: they stay in the kernel or the broker)
+                    # be refused too; they are counted (``not_built``) but not built, so the
+                    # load generator does not spend the hub's CPU on readings it cannot take
                     skipped = int(owed)
                     owed -= skipped
                     cursor += skipped
                     self.refused += 1 + skipped
+                    if skipped:
+                        self._not_built(skipped)
                     break

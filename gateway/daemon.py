@@ -293,7 +293,12 @@ def _wire(hub: Hub) -> None:
 
         config = hub.config.simulator
         devices = device_ids(hub.pseudonyms.device, config.devices)
-        simulator = Simulator(devices, config.rate_hz, hub.pipeline.submit)
+        simulator = Simulator(
+            devices,
+            config.rate_hz,
+            hub.pipeline.submit,
+            not_built=lambda count: hub.counters.inc("dropped.queue_full", count),
+        )
         hub.loops["simulator"] = simulator.run
 
 

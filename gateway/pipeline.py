@@ -151,9 +151,9 @@ class ConsentDoor:
             layout = self.layouts[key] = _layout(reading.driver, key[1], self._field_category)
         groups, unmapped = layout
         device, decide = reading.device, self._decide
-        if not groups or any(decide(device, category) != OFF for category, _ in groups):
+        if not groups or not self._known(device):  # unknown: counted as such in the pipeline
             return False
-        if not self._known(device):  # the pipeline counts it as an unknown device's
+        if any(decide(device, category) != OFF for category, _ in groups):
             return False
         for category, _ in groups:
             self._counters.inc(f"dropped.{category}")
@@ -260,7 +260,7 @@ class Pipeline:
         A reading that finds the queue short of a batch waits up to ``linger_s`` for others
         (at everyday load one batch, one seal and one publish burst per interval instead of
         one per reading); while egress has no room (``room`` clear: records wait unsent) no
-        batch is taken, so the CPU goes to sending and new readings are refused at the door.
+        batch is taken, so the CPU goes to sending and new readings are refused by the full queue.
         """
         while True:
             reading = await self._queue.get()  # (then ``_first``: a ``settle`` may replace it)

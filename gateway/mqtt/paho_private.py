@@ -49,7 +49,7 @@ RAW: Final = 0  # the command field of packets queued as raw bytes (``queue_raw`
 PUBLISH_QOS1: Final = 0x30 | 0x02  # PUBLISH, QoS 1 (MQTT section 3.3.1)
 
 PUBACK: Final = 0x40  # PUBACK's first byte (MQTT section 3.4.1)
-_BUFFERED_ACKERS: weakref.WeakKeyDictionary[paho.Client, Callable[[int, int], bool]] = (
+_BUFFERED_ACKERS: weakref.WeakKeyDictionary[paho.Client, Callable[[Any, int, int], bool]] = (
     weakref.WeakKeyDictionary()
 )  # by client: takes a buffered PUBACK's packet id (``take_buffered_pubacks``)
 
@@ -155,9 +155,10 @@ def take_pubacks(
             return rc
         return paho.MQTT_ERR_SUCCESS
 
-    def buffered(mid: int, reason: int) -> bool:
+    def buffered(owner: Any, mid: int, reason: int) -> bool:
+        # (the client is passed in, not held: the registry keeps no client alive)
         # a message paho sent itself needs paho's bookkeeping: left to ``handle``
-        if not mine(mid) or mid in state._out_messages:
+        if not mine(mid) or mid in owner._out_messages:
             return False
         on_ack(mid, reason)
         return True
@@ -177,18 +178,20 @@ def take_buffered_pubacks(client: paho.Client, data: bytearray) -> int:
     if ack is None or state._in_packet["command"] != 0:
         return 0
     at, size, taken = 0, len(data), 0
-    while at + 4 <= size and data[at] == PUBACK and data[at + 1] in (2, 3):
-        end = at + 2 + data[at + 1]
-        if end > size:
-            break  # the rest of it is still in the socket: paho reads it
-        reason = data[at + 4] if end - at == 5 else 0  # MQTT 5 reason byte, else success
-        if not ack((data[at + 2] << 8) | data[at + 3], reason):
-            break  # paho decodes it, and reads on from there
-        at, taken = end, taken + 1
-    if at:
-        del data[:at]
-        with state._msgtime_mutex:  # what paho's keep-alive counts as heard from the broker
-            state._last_bytes_received = time.monotonic()
+    try:  # (at most the publisher's window of packets: a few hundred)
+        while at + 4 <= size and data[at] == PUBACK and data[at + 1] in (2, 3):
+            end = at + 2 + data[at + 1]
+            if end > size:
+                break  # the rest of it is still in the socket: paho reads it
+            reason = data[at + 4] if end - at == 5 else 0  # MQTT 5 reason byte, else success
+            if not ack(state, (data[at + 2] << 8) | data[at + 3], reason):
+                break  # paho decodes it, and reads on from there
+            at, taken = end, taken + 1
+    finally:  # what was handled leaves the buffer, whatever a handler raised
+        if at:
+            del data[:at]
+            with state._msgtime_mutex:  # what paho's keep-alive counts as heard from the broker
+                state._last_bytes_received = time.monotonic()
     return taken
 
 

@@ -37,9 +37,13 @@ async def test_a_refused_reading_ends_its_tick_and_the_rest_are_counted_not_buil
         offered.append(reading)
         return False
 
-    simulator = Simulator([f"{i:016x}" for i in range(10)], 1000.0, full_queue)  # 10,000/s
+    not_built: list[int] = []
+    simulator = Simulator(
+        [f"{i:016x}" for i in range(10)], 1000.0, full_queue, not_built=not_built.append
+    )  # 10,000 readings a second
     await _run(simulator, 0.5)
     ticks = len(offered)  # one reading built per tick, refused
     assert 5 <= ticks <= 11  # 0.5 s of 50 ms ticks
     assert simulator.produced == ticks
     assert simulator.refused >= 4000  # every reading owed, built or not
+    assert ticks + sum(not_built) == simulator.refused  # each counted once, by one of the two

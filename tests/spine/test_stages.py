@@ -193,3 +193,11 @@ def test_coarse_health_is_forwarded_only_as_window_aggregates() -> None:
     }
     env = Observation("d1", "telemetry.environment", 1.0, {"temperature": 20.0})
     assert stage([env]) == [env]  # telemetry consent is "on": raw readings pass
+
+
+def test_records_are_read_only_to_the_type_checker_and_plain_slots_at_run_time() -> None:
+    reading = Reading("a" * 16, "d", 1.0, {"temperature": 20.0})
+    # mypy strict reports an unused ignore: if records stopped being read-only to it, this fails
+    reading.ts = 2.0  # type: ignore[misc]
+    assert reading.ts == 2.0
+    assert not hasattr(reading, "__dict__")  # slotted: no per-instance dictionary
