@@ -80,31 +80,32 @@ def from_known_devices(
     return kept
 
 
-def classify(
-    readings: Sequence[Reading], field_category: FieldCategory, counters: Counters
-) -> list[Observation]:
-    """Split each reading's fields by data category; unmapped fields are dropped and counted."""
-    out: list[Observation] = []
-    layouts: dict[tuple[str, tuple[str, ...]], _Layout] = {}
-    unmapped = 0
-    for reading in readings:
-        fields = reading.fields
-        key = (reading.driver, tuple(fields))
-        layout = layouts.get(key)
-        if layout is None:  # a driver's readings share a few field sets: classified once each
-            layout = layouts[key] = _layout(reading.driver, key[1], field_category)
-        groups, dropped = layout
-        unmapped += dropped
-        for category, names in groups:
-            values = fields if len(names) == len(fields) else {n: fields[n] for n in names}
-            out.append(Observation(reading.device, category, reading.ts, values))
-    if unmapped:
-        counters.inc("dropped.unmapped_field", unmapped)
-    return out
-
-
 _Layout = tuple[tuple[tuple[str, tuple[str, ...]], ...], int]
 """((category, its field names), ...) of one field set, and how many of its fields are unmapped."""
+LAYOUTS_KEPT: Final = 256  # field sets remembered (a driver reports a few)
+
+
+class FieldSets:
+    """The layout of each field set a driver reports, worked out once (``field_category`` asked
+    per name) and kept, at most LAYOUTS_KEPT whatever field names arrive."""
+
+    def __init__(self, field_category: FieldCategory) -> None:
+        self._field_category = field_category
+        self._kept: dict[tuple[str, tuple[str, ...]], _Layout] = {}
+
+    def __len__(self) -> int:
+        """Return how many field sets are kept."""
+        return len(self._kept)
+
+    def layout(self, reading: Reading) -> _Layout:
+        """Return ``reading``'s field names grouped by category, and how many are unmapped."""
+        key = (reading.driver, tuple(reading.fields))
+        layout = self._kept.get(key)
+        if layout is None:
+            if len(self._kept) >= LAYOUTS_KEPT:
+                self._kept.clear()
+            layout = self._kept[key] = _layout(reading.driver, key[1], self._field_category)
+        return layout
 
 
 def _layout(driver: str, names: tuple[str, ...], field_category: FieldCategory) -> _Layout:
@@ -119,7 +120,23 @@ def _layout(driver: str, names: tuple[str, ...], field_category: FieldCategory) 
     return tuple((category, tuple(group)) for category, group in groups.items()), unmapped
 
 
-LAYOUTS_KEPT: Final = 256  # field sets the door remembers (a driver reports a few)
+def classify(
+    readings: Sequence[Reading], field_sets: FieldSets, counters: Counters
+) -> list[Observation]:
+    """Split each reading's fields by data category; unmapped fields are dropped and counted."""
+    out: list[Observation] = []
+    unmapped = 0
+    layout = field_sets.layout
+    for reading in readings:
+        fields = reading.fields
+        groups, dropped = layout(reading)
+        unmapped += dropped
+        for category, names in groups:
+            values = fields if len(names) == len(fields) else {n: fields[n] for n in names}
+            out.append(Observation(reading.device, category, reading.ts, values))
+    if unmapped:
+        counters.inc("dropped.unmapped_field", unmapped)
+    return out
 
 
 class ConsentDoor:
@@ -131,25 +148,18 @@ class ConsentDoor:
     def __init__(
         self,
         policy: ConsentPolicy,
-        field_category: FieldCategory,
+        field_sets: FieldSets,
         known: Callable[[str], bool],
         counters: Counters,
     ) -> None:
         self._decide = policy.decide
-        self._field_category = field_category
+        self.field_sets = field_sets
         self._known = known
         self._counters = counters
-        self.layouts: dict[tuple[str, tuple[str, ...]], _Layout] = {}  # at most LAYOUTS_KEPT
 
     def __call__(self, reading: Reading) -> bool:
         """Return True (dropped, counted) when all of ``reading`` is refused by consent now."""
-        key = (reading.driver, tuple(reading.fields))
-        layout = self.layouts.get(key)
-        if layout is None:
-            if len(self.layouts) >= LAYOUTS_KEPT:  # bounded whatever field names arrive
-                self.layouts.clear()
-            layout = self.layouts[key] = _layout(reading.driver, key[1], self._field_category)
-        groups, unmapped = layout
+        groups, unmapped = self.field_sets.layout(reading)
         device, decide = reading.device, self._decide
         if not groups or not self._known(device):  # unknown: counted as such in the pipeline
             return False
@@ -212,7 +222,7 @@ class Pipeline:
         self._sealer = sealer
         self._outbox = outbox
         self._counters = counters
-        self._field_category = field_category
+        self._field_sets = FieldSets(field_category)  # the door's and classify's
         self._ttl = ttl
         self._batch_size = batch_size
         self._linger_s = linger_s
@@ -226,7 +236,7 @@ class Pipeline:
             pseudonymise(policy, keyed_hash),
             aggregate(policy, self._aggregator),
         )
-        self._refused_at_door = ConsentDoor(policy, field_category, known_device, counters)
+        self._refused_at_door = ConsentDoor(policy, self._field_sets, known_device, counters)
         self._commit_lock = asyncio.Lock()
         self.committed = 0
 
@@ -303,7 +313,7 @@ class Pipeline:
     async def _process(self, readings: Sequence[Reading]) -> int:
         observations = classify(
             from_known_devices(readings, self._known_device, self._counters),
-            self._field_category,
+            self._field_sets,
             self._counters,
         )
         for stage in self._stages:

@@ -7,7 +7,7 @@ from gateway.consent.desensitise import aggregate, coarsen, desensitise, pseudon
 from gateway.consent.policy import ConsentPolicy
 from gateway.counters import Counters
 from gateway.model import Observation, Reading
-from gateway.pipeline import LAYOUTS_KEPT, ConsentDoor, classify, consent_gate
+from gateway.pipeline import LAYOUTS_KEPT, ConsentDoor, FieldSets, classify, consent_gate
 from gateway.pseudonym import Pseudonymizer
 
 FIELDS = {
@@ -27,7 +27,7 @@ def test_classify_splits_fields_by_category_and_counts_unmapped() -> None:
     reading = Reading(
         "a" * 16, "d", 10.0, {"temperature": 21.0, "heart_rate": 70, "latitude": 1.0, "mystery": 5}
     )
-    out = classify([reading], lookup, counters)
+    out = classify([reading], FieldSets(lookup), counters)
     assert {o.category: dict(o.fields) for o in out} == {
         "telemetry.environment": {"temperature": 21.0},
         "health": {"heart_rate": 70},
@@ -39,7 +39,10 @@ def test_classify_splits_fields_by_category_and_counts_unmapped() -> None:
 
 def test_unknown_driver_drops_every_field() -> None:
     counters = Counters()
-    assert classify([Reading("b" * 16, "other", 1.0, {"temperature": 1})], lookup, counters) == []
+    assert (
+        classify([Reading("b" * 16, "other", 1.0, {"temperature": 1})], FieldSets(lookup), counters)
+        == []
+    )
     assert counters.get("dropped.unmapped_field") == 1
 
 
@@ -51,7 +54,7 @@ def test_a_batch_is_classified_reading_by_reading_whatever_fields_they_share() -
         Reading("c" * 16, "other", 3.0, {"temperature": 22.0}),  # same names, unknown driver
         Reading("d" * 16, "d", 4.0, {"latitude": 1.0, "longitude": 2.0}),  # one whole category
     ]
-    out = classify(readings, lookup, counters)
+    out = classify(readings, FieldSets(lookup), counters)
     assert [(o.device[0], o.category, dict(o.fields)) for o in out] == [
         ("a", "telemetry.environment", {"temperature": 20.0}),
         ("b", "telemetry.environment", {"temperature": 21.0}),
@@ -89,7 +92,7 @@ def test_gate_follows_the_policy_at_the_moment_of_collection() -> None:
 
 def test_the_door_drops_a_reading_whose_every_category_is_off_and_counts_it() -> None:
     policy, counters = ConsentPolicy(), Counters()
-    door = ConsentDoor(policy, lookup, lambda device: True, counters)
+    door = ConsentDoor(policy, FieldSets(lookup), lambda device: True, counters)
     wearable = Reading("a" * 16, "d", 1.0, {"heart_rate": 70, "latitude": 1.0, "mystery": 3})
     assert door(wearable)  # health and precise location are off by default
     assert counters.get("dropped.health") == 1
@@ -99,7 +102,7 @@ def test_the_door_drops_a_reading_whose_every_category_is_off_and_counts_it() ->
 
 def test_the_door_lets_through_a_reading_with_any_category_allowed() -> None:
     policy, counters = ConsentPolicy(), Counters()
-    door = ConsentDoor(policy, lookup, lambda device: True, counters)
+    door = ConsentDoor(policy, FieldSets(lookup), lambda device: True, counters)
     assert not door(Reading("a" * 16, "d", 1.0, {"temperature": 20.0, "heart_rate": 70}))
     assert not door(Reading("a" * 16, "d", 1.0, {"mystery": 1}))  # unmapped only: classify's
     assert counters.snapshot() == {}  # the gate counts what it drops of them
@@ -107,7 +110,7 @@ def test_the_door_lets_through_a_reading_with_any_category_allowed() -> None:
 
 def test_the_door_follows_consent_as_each_reading_arrives() -> None:
     policy = ConsentPolicy()
-    door = ConsentDoor(policy, lookup, lambda device: True, Counters())
+    door = ConsentDoor(policy, FieldSets(lookup), lambda device: True, Counters())
     heart = Reading("a" * 16, "d", 1.0, {"heart_rate": 70})
     assert door(heart)
     policy.set_flag("health", "on")
@@ -118,16 +121,16 @@ def test_the_door_follows_consent_as_each_reading_arrives() -> None:
 
 def test_the_door_leaves_an_unknown_devices_reading_to_be_counted_as_unknown() -> None:
     counters = Counters()
-    door = ConsentDoor(ConsentPolicy(), lookup, lambda device: False, counters)
+    door = ConsentDoor(ConsentPolicy(), FieldSets(lookup), lambda device: False, counters)
     assert not door(Reading("a" * 16, "d", 1.0, {"heart_rate": 70}))
     assert counters.snapshot() == {}
 
 
 def test_the_doors_memory_of_field_sets_stays_bounded() -> None:
-    door = ConsentDoor(ConsentPolicy(), lookup, lambda device: True, Counters())
+    door = ConsentDoor(ConsentPolicy(), FieldSets(lookup), lambda device: True, Counters())
     for i in range(3 * LAYOUTS_KEPT):  # a driver inventing field names
         assert not door(Reading("a" * 16, "d", 1.0, {f"f{i}": 1, "temperature": 1.0}))
-    assert len(door.layouts) <= LAYOUTS_KEPT
+    assert len(door.field_sets) <= LAYOUTS_KEPT
 
 
 def test_coarse_location_is_rounded_to_a_tenth_of_a_degree() -> None:
