@@ -82,7 +82,9 @@ class Simulator:
         self.refused = 0  # of those, and of those not built, what the hub refused
 
     async def run(self) -> None:
-        """Emit readings forever, spreading them evenly over ticks of ``TICK_S``."""
+        """Emit readings forever, spreading them evenly over ticks of ``TICK_S`` (on the
+        daemon's coalescing loop the ticks of one slot of its timer grid share a wake-up: 4 a
+        second on the default 0.25 s grid, each with the slot's readings)."""
         per_second = self._rate_hz * len(self._devices)
         if per_second <= 0:
             return

@@ -10,10 +10,12 @@ the loop's monotonic clock: timers due within the same slot run in the same turn
 after one wake-up, still in the order of their deadlines. It is the kernel's timer slack, applied
 where the kernel cannot see it (asyncio keeps its timers in one heap and sleeps until the first).
 
-The price is that a timer fires up to ``slack_s`` late (or up to 20 us early: a turn takes a
-slot's timers together); nothing the hub promises depends on a
-timer being that precise (consent changes, acknowledgements and PUBACKs are driven by I/O, not
-timers, and run as soon as their packet arrives).
+The price is that a timer fires up to ``slack_s`` late (or up to 100 us early at 0.25 s: a turn
+takes a slot's timers together); nothing the hub promises depends on a timer being that precise
+(consent changes, acknowledgements and PUBACKs are driven by I/O, not timers, and run as soon as
+their packet arrives). The default grid, 0.25 s, is the pipeline's default linger: a reading
+waits for its batch a slot at most longer than it would on a plain loop. A short poll that a
+peer waits on (a socket draining) sleeps off the grid: ``sleep_exact``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from collections.abc import Callable
 from contextvars import Context
 from typing import Final, TypeVarTuple
 
-DEFAULT_SLACK_S: Final = 0.05
+DEFAULT_SLACK_S: Final = 0.25
 _Ts = TypeVarTuple("_Ts")
-GRID_TOLERANCE: Final = 1e-6  # of a slot: 50 ns for 0.05 s
-# A slot's deadlines keep their order within the first 10 us of the slot (0.05 s x 2e-4). The
+GRID_TOLERANCE: Final = 1e-6  # of a slot: 250 ns for 0.25 s
+# A slot's deadlines keep their order within the first 50 us of the slot (0.25 s x 2e-4). The
 # loop's clock counts seconds since boot: after a year up (3e7 s, float steps of 4 ns) deadlines
 # at least 20 us apart still keep their order; closer ones may run in either order.
 ORDER_SCALE: Final = 2e-4
@@ -62,6 +64,16 @@ class CoalescingLoop(asyncio.SelectorEventLoop):
             when = slot + (when - slot + slack) * ORDER_SCALE
         return super().call_at(when, callback, *args, context=context)
 
+    def call_at_exact(
+        self,
+        when: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """Schedule ``callback`` at ``when`` itself, off the grid (``sleep_exact``)."""
+        return super().call_at(when, callback, *args, context=context)
+
 
 def loop_factory(slack_s: float) -> Callable[[], asyncio.AbstractEventLoop]:
     """Return a factory of event loops whose timers share wake-ups on a ``slack_s`` grid (a
@@ -78,6 +90,22 @@ async def sleep_until(when: float) -> None:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
     handle = loop.call_at(when, _wake, future)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
+async def sleep_exact(delay: float) -> None:
+    """Sleep ``delay`` seconds off the grid: for a short poll that a peer waits on (a socket
+    draining while requests are held), which rounding up to a slot would stretch to ``slack_s``.
+    Each such sleep may cost a wake-up of its own: not for periodic work."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, CoalescingLoop):
+        await asyncio.sleep(delay)
+        return
+    future: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at_exact(loop.time() + delay, _wake, future)
     try:
         await future
     finally:

@@ -43,6 +43,7 @@ from gateway.config.records import (
 )
 from gateway.config.table import TOPIC_WORD, Table, defaults
 from gateway.errors import ConfigError
+from gateway.timers import DEFAULT_SLACK_S
 
 DEFAULT_CONFIG_PATH: Final = "/etc/consentgate/consentgate.toml"
 CONFIG_ENV: Final = "CONSENTGATE_CONFIG"
@@ -67,7 +68,7 @@ class Config:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log_level: str = "INFO"
-    timer_slack_s: float = 0.05
+    timer_slack_s: float = DEFAULT_SLACK_S
 
     @property
     def topic_root(self) -> str:

@@ -57,6 +57,7 @@ from gateway.mqtt.paho_private import (
     take_buffered_pubacks,
     unsent,
 )
+from gateway.timers import sleep_exact
 
 CHUNK: Final = 65536
 QUICKACK: Final = getattr(socket, "TCP_QUICKACK", None)  # Linux
@@ -177,8 +178,8 @@ def hold_reads(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HOLD_MAX_S):
                 await quiet.wait()
-                while backlogged() and client.socket() is sock:  # noqa: ASYNC110 - paho has no drain event
-                    await asyncio.sleep(DRAIN_POLL_S)
+                while backlogged() and client.socket() is sock:
+                    await sleep_exact(DRAIN_POLL_S)  # not stretched to the timer grid
         waiting.clear()
         current = client.socket()
         if current is not None and current is sock:  # still this connection's: read it again

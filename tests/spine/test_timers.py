@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 
-from gateway.timers import ORDER_SCALE, CoalescingLoop, loop_factory, sleep_until
+from gateway.timers import (
+    DEFAULT_SLACK_S,
+    ORDER_SCALE,
+    CoalescingLoop,
+    loop_factory,
+    sleep_exact,
+    sleep_until,
+)
 
 SLACK = 0.05
 
@@ -79,3 +86,30 @@ def test_a_loop_sleeping_until_grid_deadlines_keeps_its_period() -> None:
     with asyncio.Runner(loop_factory=loop_factory(SLACK)) as runner:
         assert runner.run(ticks(until_deadline=True)) >= 19  # 20 a second
         assert runner.run(ticks(until_deadline=False)) <= 12  # why sleep_until exists
+
+
+def test_an_exact_sleep_is_not_stretched_to_the_grid() -> None:
+    async def waits() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        await sleep_until(math.ceil(loop.time() / DEFAULT_SLACK_S + 1) * DEFAULT_SLACK_S)
+        start = loop.time()  # a slot has just begun: a grid timer would wait for its end
+        await sleep_exact(0.005)
+        exact = loop.time() - start
+        start = loop.time()
+        await asyncio.sleep(0.005)
+        return exact, loop.time() - start
+
+    with asyncio.Runner(loop_factory=loop_factory(DEFAULT_SLACK_S)) as runner:
+        exact, on_grid = runner.run(waits())
+    assert 0.005 - 2 * DEFAULT_SLACK_S * ORDER_SCALE <= exact < 0.1
+    assert on_grid > 0.1  # what a drain poll would wait on the grid
+
+
+def test_an_exact_sleep_on_a_plain_loop_is_a_plain_sleep() -> None:
+    async def wait() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await sleep_exact(0.005)
+        return loop.time() - start
+
+    assert 0.005 <= asyncio.run(wait()) < 0.1
