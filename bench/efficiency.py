@@ -18,12 +18,13 @@ The everyday figure is also taken apart: the same hub at 500 x 0.5/s and 500 x 8
 gives the fixed cost a second (wake-ups, timers: paid whatever the load) and the marginal cost
 of one more record, which is the figure to compare with saturation.
 
-The everyday figure includes the simulator, which runs in the daemon and wakes it 20 times a
-second (``drivers.simulator.TICK_S``) whether or not it has readings to give. On a virtual
-machine a wake-up from an idle CPU costs a few hundred microseconds, so that tick alone is a
-floor under the everyday figure that no work of the hub's can lower: it is measured in the same
-run (the simulator ticking alone, with nothing to report, in a process of its own) and the
-everyday figure is also printed net of it.
+The everyday figure includes the simulator, which runs in the daemon and ticks every 50 ms
+(``drivers.simulator.TICK_S``) whether or not it has readings to give; on the daemon's timer
+grid (``gateway.timers``, 0.25 s by default) five ticks share a wake-up with the hub's own
+timers. On a virtual machine a wake-up from an idle CPU costs a few hundred microseconds, so the
+tick is a floor under the everyday figure that no work of the hub's can lower: it is measured in
+the same run (the simulator ticking alone, with nothing to report, on the daemon's loop in a
+process of its own) and the everyday figure is also printed net of it.
 
 Writes bench/results/efficiency.json.
 """
