@@ -13,6 +13,13 @@ private Mosquitto and reads its CPU time from ``/proc/<pid>/task/*/schedstat`` (
    delivered rate is read black box from the broker's ``$SYS/broker/publish/messages/received``
    counter (no subscriber competing for the CPU). Goal: delivered >= 0.8 x raw paho.
 
+4. latency: the price of batching readings (``[outbox] linger_s``) on the timer grid
+   (``timer_slack_s``): at 500 x 2/s, a subscriber opens every record with the consumer library
+   and takes its arrival time less the record's ``ts`` (when its reading was taken, hub time:
+   the wall clock here); p50 and p99, against the bound the configuration sets (linger plus a
+   slot of the grid), printed for reference, not as a goal. Measured apart from the CPU
+   figures, since the subscriber competes for the CPU.
+
 The everyday figure is also taken apart: the same hub at 500 x 0.5/s and 500 x 8/s besides
 500 x 2/s, and a least-squares line through the three (CPU ms/s against records forwarded/s)
 gives the fixed cost a second (wake-ups, timers: paid whatever the load) and the marginal cost
@@ -41,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -49,7 +57,11 @@ from bench.fault_proc import DaemonProcess, DaemonSpec
 from bench.pipeline import raw_paho_rate
 from bench.startup import Counter
 from drivers.simulator import Simulator
+from gateway.config.records import OutboxConfig
 from gateway.demo.broker import Mosquitto
+from gateway.envelope.consumer import Consumer
+from gateway.envelope.keys import hub_signing_key, load_recipient_private
+from gateway.envelope.session import Session
 from gateway.timers import DEFAULT_SLACK_S, loop_factory
 
 HUB_ID: Final = "bench-eff"
@@ -151,6 +163,48 @@ def _per_record(
     return 1000 * cpu / max(1, forwarded), forwarded / seconds
 
 
+async def _delays(spec: DaemonSpec, seconds: float, settle_s: float = 3.0) -> list[float]:
+    """Return, for every record opened after ``settle_s``, its arrival time less its ``ts``."""
+    hub_key = hub_signing_key(spec.state_dir).public_key()
+    recipient = load_recipient_private(spec.recipient_dir / "recipient.key")
+    session = Session(Consumer(recipient, {spec.hub_id: hub_key}))
+    delays: list[float] = []
+    async with aiomqtt.Client("127.0.0.1", spec.port, identifier="bench-eff-latency") as client:
+        await client.subscribe(f"consentgate/{spec.hub_id}/#", qos=1)
+        counting = time.monotonic() + settle_s  # past the retained announcement and start-up
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settle_s + seconds):
+                async for message in client.messages:
+                    arrived = time.time()
+                    outcome = session.handle(str(message.topic), message.payload)
+                    if time.monotonic() >= counting:
+                        delays += [arrived - record.ts for record in outcome.opened]
+    return delays
+
+
+def _latency(
+    workdir: Path, port: int, devices: int, rate: float, seconds: float
+) -> dict[str, float]:
+    """Return p50 and p99 (ms) of reading-to-subscriber delays at ``devices`` x ``rate``."""
+    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate)
+    workdir.mkdir()
+    daemon = DaemonProcess(spec)
+    daemon.start()
+    try:
+        daemon.wait_ready()
+        delays = sorted(asyncio.run(_delays(spec, seconds)))
+    finally:
+        daemon.stop()
+    if not delays:
+        raise RuntimeError("no record was opened: the latency cannot be measured")
+    return {
+        "latency_ms_p50": 1000 * delays[len(delays) // 2],
+        "latency_ms_p99": 1000 * delays[min(len(delays) - 1, int(len(delays) * 0.99))],
+        "latency_records": len(delays),
+        "latency_bound_ms": 1000 * (OutboxConfig().linger_s + DEFAULT_SLACK_S),
+    }
+
+
 def fixed_and_marginal(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Return (fixed CPU ms/s, marginal CPU us per record): the least-squares line through
     ``points`` of (records forwarded/s, CPU ms/s)."""
@@ -206,6 +260,7 @@ def measure(seconds: float) -> dict[str, Any]:
             saturated, _ = _per_record(work / "saturated", broker.port, *SATURATED, seconds)
             raw = raw_paho_rate(broker.port, 30_000)
             overload = _overload(work / "overload", broker.port, raw, seconds)
+            latency = _latency(work / "latency", broker.port, *EVERYDAY, seconds)
         finally:
             broker.stop()
     return {
@@ -221,6 +276,7 @@ def measure(seconds: float) -> dict[str, Any]:
         "raw_paho_msg_s": raw,
         **overload,
         "overload_ratio": overload["delivered_per_s"] / raw,
+        **latency,
     }
 
 
@@ -264,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'delivered at 1.2 x offered (records/s)':46} {r['delivered_per_s']:9,.0f}  "
         f"{r['overload_ratio']:.2f} x limit (goal >= 0.8: "
         f"{'ok' if r['overload_ratio'] >= 0.8 else 'MISSED'})"
+    )
+    print(
+        f"{'reading to subscriber, 500 x 2/s, p50 / p99 (ms)':46} "
+        f"{r['latency_ms_p50']:4.0f} / {r['latency_ms_p99']:.0f}  linger + grid slot = "
+        f"{r['latency_bound_ms']:.0f} ms ({r['latency_records']:,} records)"
     )
     print(f"written {write_results('efficiency', r)}")
     return 0

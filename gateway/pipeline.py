@@ -24,6 +24,7 @@ from gateway.consent.policy import ConsentPolicy
 from gateway.counters import Counters
 from gateway.model import Observation, OutboxRow, Reading
 from gateway.outbox.store import Outbox
+from gateway.timers import sleep_until, slot_start
 
 logger = logging.getLogger(__name__)
 
@@ -269,14 +270,16 @@ class Pipeline:
 
         A reading that finds the queue short of a batch waits up to ``linger_s`` for others
         (at everyday load one batch, one seal and one publish burst per interval instead of
-        one per reading); while egress has no room (``room`` clear: records wait unsent) no
+        one per reading), counted from the start of the timer slot it arrived in
+        (``gateway.timers.slot_start``: the batch leaves on the slot boundary ``linger_s`` on,
+        not one slot later); while egress has no room (``room`` clear: records wait unsent) no
         batch is taken, so the CPU goes to sending and new readings are refused by the full queue.
         """
         while True:
             reading = await self._queue.get()  # (then ``_first``: a ``settle`` may replace it)
             self._first.append(reading)  # where ``settle`` finds it while the batch lingers
             if self._linger_s and self._queue.qsize() < self._batch_size - 1:
-                await asyncio.sleep(self._linger_s)
+                await sleep_until(slot_start() + self._linger_s)
             await self._room.wait()
             batch, self._first = self._first, []
             await self.process(self._take(batch))

@@ -96,6 +96,17 @@ async def sleep_until(when: float) -> None:
         handle.cancel()
 
 
+def slot_start() -> float:
+    """Return when the running loop's current timer slot began (now, on a plain loop): a wait
+    of ``d`` counted from there ends ``d`` after the slot's start, where a wait counted from now
+    (a turn begins just after its slot does) would end a slot later."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    if isinstance(loop, CoalescingLoop) and loop.slack_s > 0:
+        return math.floor(now / loop.slack_s + GRID_TOLERANCE) * loop.slack_s
+    return now
+
+
 async def sleep_exact(delay: float) -> None:
     """Sleep ``delay`` seconds off the grid: for a short poll that a peer waits on (a socket
     draining while requests are held), which rounding up to a slot would stretch to ``slack_s``.

@@ -12,6 +12,7 @@ from gateway.timers import (
     loop_factory,
     sleep_exact,
     sleep_until,
+    slot_start,
 )
 
 SLACK = 0.05
@@ -113,3 +114,29 @@ def test_an_exact_sleep_on_a_plain_loop_is_a_plain_sleep() -> None:
         return loop.time() - start
 
     assert 0.005 <= asyncio.run(wait()) < 0.1
+
+
+def test_a_wait_counted_from_the_slot_start_ends_on_the_next_boundary_not_one_later() -> None:
+    async def waits() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        await sleep_until(math.ceil(loop.time() / DEFAULT_SLACK_S + 1) * DEFAULT_SLACK_S)
+        await asyncio.sleep(0)  # work in the turn: now is past the slot's start
+        started = slot_start()
+        await sleep_until(started + DEFAULT_SLACK_S)
+        from_slot = loop.time() - started
+        started = loop.time()
+        await asyncio.sleep(DEFAULT_SLACK_S)
+        return started % DEFAULT_SLACK_S, from_slot, loop.time() - started
+
+    with asyncio.Runner(loop_factory=loop_factory(DEFAULT_SLACK_S)) as runner:
+        offset, from_slot, from_now = runner.run(waits())
+    assert offset < DEFAULT_SLACK_S / 2  # the turn ran just after its slot began
+    assert DEFAULT_SLACK_S - 0.001 <= from_slot < DEFAULT_SLACK_S + 0.05
+    assert from_now > 1.5 * DEFAULT_SLACK_S  # what a linger counted from now would wait
+
+
+def test_on_a_plain_loop_the_slot_starts_now() -> None:
+    async def difference() -> float:
+        return abs(slot_start() - asyncio.get_running_loop().time())
+
+    assert asyncio.run(difference()) < 0.001
