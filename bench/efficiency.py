@@ -46,6 +46,7 @@ import multiprocessing
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -139,28 +140,37 @@ def tick_floor_ms_s(seconds: float) -> float:
         child.join()
 
 
+@contextlib.contextmanager
+def _running(workdir: Path, port: int, devices: int, rate: float) -> Iterator[DaemonProcess]:
+    """Run the daemon as a child process at ``devices`` x ``rate``, ready (``READY=1``) when the
+    block starts; stop it when the block ends."""
+    workdir.mkdir()
+    daemon = DaemonProcess(DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate))
+    daemon.start()
+    try:
+        daemon.wait_ready()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
 def _per_record(
     workdir: Path, port: int, devices: int, rate: float, seconds: float
 ) -> tuple[float, float]:
     """Return the hub's CPU-seconds per 1,000 records forwarded at ``devices`` x ``rate``, and
     the records forwarded a second (CPU ms/s is their product)."""
-    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate)
-    workdir.mkdir()
-    daemon = DaemonProcess(spec)
-    daemon.start()
-    counter = Counter(port, f"consentgate/{HUB_ID}")
-    try:
-        daemon.wait_ready()
-        counter.request("try_now", {"enabled": False})
-        time.sleep(3.0)
+    with _running(workdir, port, devices, rate) as daemon:
         assert daemon.proc is not None
-        cpu0, count0 = _cpu_s(daemon.proc.pid), counter.count
-        time.sleep(seconds)
-        cpu = _cpu_s(daemon.proc.pid) - cpu0
-        forwarded = counter.count - count0
-    finally:
-        counter.close()
-        daemon.stop()
+        counter = Counter(port, f"consentgate/{HUB_ID}")
+        try:
+            counter.request("try_now", {"enabled": False})
+            time.sleep(3.0)
+            cpu0, count0 = _cpu_s(daemon.proc.pid), counter.count
+            time.sleep(seconds)
+            cpu = _cpu_s(daemon.proc.pid) - cpu0
+            forwarded = counter.count - count0
+        finally:
+            counter.close()
     return 1000 * cpu / max(1, forwarded), forwarded / seconds
 
 
@@ -187,15 +197,8 @@ def _latency(
     workdir: Path, port: int, devices: int, rate: float, seconds: float
 ) -> dict[str, float]:
     """Return p50 and p99 (ms) of reading-to-subscriber delays at ``devices`` x ``rate``."""
-    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=rate)
-    workdir.mkdir()
-    daemon = DaemonProcess(spec)
-    daemon.start()
-    try:
-        daemon.wait_ready()
-        delays = sorted(asyncio.run(_delays(spec, seconds)))
-    finally:
-        daemon.stop()
+    with _running(workdir, port, devices, rate) as daemon:
+        delays = sorted(asyncio.run(_delays(daemon.spec, seconds)))
     if not delays:
         raise RuntimeError("no record was opened: the latency cannot be measured")
     return {
@@ -220,24 +223,21 @@ def fixed_and_marginal(points: list[tuple[float, float]]) -> tuple[float, float]
 
 def _overload(workdir: Path, port: int, raw: float, seconds: float) -> dict[str, float]:
     devices = 500
-    spec = DaemonSpec(HUB_ID, workdir, port, devices=devices, rate_hz=OVERLOAD * raw / devices)
-    workdir.mkdir()
-    daemon = DaemonProcess(spec)
-    daemon.start()
-    control = Counter(port, f"consentgate/{HUB_ID}")
-    sys_counter = SysCounter(port)
-    try:
-        daemon.wait_ready()
-        for flag, state in GRANTS:
-            control.request("consent/set", {"flag": flag, "state": state})
-        control.close()  # from here no subscriber competes for the CPU
-        time.sleep(3.0)
-        before, t0 = sys_counter.received, time.monotonic()
-        time.sleep(seconds)
-        delivered = (sys_counter.received - before) / (time.monotonic() - t0)
-    finally:
-        sys_counter.close()
-        daemon.stop()
+    with _running(workdir, port, devices, OVERLOAD * raw / devices):
+        control = Counter(port, f"consentgate/{HUB_ID}")
+        try:
+            for flag, state in GRANTS:
+                control.request("consent/set", {"flag": flag, "state": state})
+        finally:
+            control.close()  # from here no subscriber competes for the CPU
+        sys_counter = SysCounter(port)
+        try:
+            time.sleep(3.0)
+            before, t0 = sys_counter.received, time.monotonic()
+            time.sleep(seconds)
+            delivered = (sys_counter.received - before) / (time.monotonic() - t0)
+        finally:
+            sys_counter.close()
     return {"offered_per_s": OVERLOAD * raw, "delivered_per_s": delivered}
 
 
