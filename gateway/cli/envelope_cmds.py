@@ -231,7 +231,8 @@ async def _consume(
     async with contextlib.AsyncExitStack() as stack:
         if sink is not None:
             await stack.enter_async_context(sink)
-        pending = PendingRecords()  # records held for an epoch survive a reconnect
+        # records held for an epoch survive a reconnect (with a sink they are parked in it)
+        pending = PendingRecords(keep_records=sink is None)
         while True:
             left = None if deadline is None else max(0.0, deadline - loop.time())
             try:

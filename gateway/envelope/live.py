@@ -5,12 +5,12 @@ subscription ``$share/<group>/...`` when a group is given, so consumers split th
 announcements always reach every consumer). Messages are taken in batches of what has arrived;
 a batch's records and announcements are committed to the sink in one transaction, and only then
 is each message acknowledged to the broker (paho's manual acks, MQTT 5 section 4.3.2 /
-MQTT 3.1.1 section 4.3.2: the broker redelivers what was never acknowledged). A record whose
-epoch is unknown is held and acknowledged once its announcement has come (from the sink, where
-any member of the group stored it, or from the hub after a resend request) and it is stored.
-An announcement marked ``"est": true`` that the sink already holds is accepted as first seen when
-the sink stored it, so its acceptance window does not start afresh in a restarted process or
-another member (docs/envelope.md).
+MQTT 3.1.1 section 4.3.2: the broker redelivers what was never acknowledged).
+
+A record whose epoch is unknown is parked in the sink and acknowledged with its batch, and
+opened by whichever member accepts its announcement (``gateway.envelope.parking``). Without a
+sink it is held in memory (``PendingRecords``) and acknowledged at once, like every record of a
+sinkless run.
 
 With a ``client_id`` the session is durable: MQTT 5 ``clean_start`` false with a session expiry
 interval, MQTT 3.1.1 ``clean_session`` false, so the broker keeps records while the consumer
@@ -27,26 +27,29 @@ import hashlib
 import ssl
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.envelope.batch import Batch, Tally, collect
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
-from gateway.envelope.format import parse_announcement
 from gateway.envelope.inbox import Delivery, Inbox
-from gateway.envelope.pending import PendingRecords, ResendRequest, resend_payload
+from gateway.envelope.parking import Parking
+from gateway.envelope.pending import PendingRecords, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
-from gateway.envelope.topics import epoch_topic
-from gateway.errors import ConsentgateError, EnvelopeError
+from gateway.errors import ConsentgateError
 from gateway.mqtt.paho_private import paho_of
-from gateway.sinks.base import Sink, StoredAnnouncement
+from gateway.sinks.base import Sink
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
 DEFAULT_MAX_BATCH = 1000
+# Parked records beyond this many are deleted, oldest first (counted as dropped): the parking
+# is bounded like the memory of a sinkless run, against records no announcement will ever open.
+DEFAULT_MAX_PARKED = 1_000_000
 SUBSCRIBE_CHUNK = 100
 SETTLE_S = 2.0  # at most this long to confirm the last acknowledgements at a stop
 
@@ -92,18 +95,6 @@ def partition_filters(base: str, hubs: Iterable[str], index: int, count: int) ->
     ]
 
 
-@dataclass(slots=True)
-class _Batch:
-    """What one batch of messages produced, before it is committed and acknowledged."""
-
-    records: list[OpenedRecord] = field(default_factory=list)
-    announcements: list[StoredAnnouncement] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    requests: list[ResendRequest] = field(default_factory=list)
-    acks: list[int] = field(default_factory=list)
-    held: list[bytes] = field(default_factory=list)
-
-
 async def consume(
     consumer: Consumer,
     broker: Broker,
@@ -122,6 +113,7 @@ async def consume(
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
     sink: Sink | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    max_parked: int = DEFAULT_MAX_PARKED,
 ) -> ConsumeStats:
     """Open records until ``count`` records or ``seconds`` pass; store, ack, return counts.
 
@@ -130,12 +122,19 @@ async def consume(
     ``on_record`` sees each record after its batch is committed to ``sink`` (when given).
     Raises BrokerRefusedError when the connection is refused, BrokerLostError when it is
     lost, and SinkError when the sink fails (nothing of that batch was acknowledged).
+    With a ``sink``, ``pending`` must not keep records (they are parked in the sink).
     """
+    if pending is None:
+        pending = PendingRecords(keep_records=sink is None)
+    elif sink is not None and pending.keep_records:
+        raise ValueError(
+            "with a sink, records of an unknown epoch are parked in it: "
+            "pass PendingRecords(keep_records=False)"
+        )
     session = Session(consumer, pending)
     client = _client(broker, protocol, client_id, session_expiry_s)
     inbox = Inbox(client)  # the data path, without aiomqtt's per-message objects
-    stored = 0
-    held_acks: dict[bytes, list[int]] = {}
+    tally = Tally()
     try:
         await client.__aenter__()
     except aiomqtt.MqttError as exc:
@@ -149,19 +148,19 @@ async def consume(
             ready.set()
         if count is not None and count <= 0:
             return session.stats()
-        opened = 0
+        deliver = _Deliverer(client, inbox, sink, on_record, on_rejection)
+        parking = None if sink is None else Parking(session, sink, base, deliver, max_parked)
         try:
             async with asyncio.timeout(seconds) as deadline:
-                while count is None or opened < count:
-                    batch = await inbox.take(max_batch)
-                    work = await _open_batch(session, sink, base, batch, held_acks)
-                    stored += await _deliver(
-                        client, work, sink, on_record, on_rejection, inbox=inbox
-                    )
-                    opened += len(work.records)
+                await _run(
+                    session, inbox, deliver, parking, tally, count=count, max_batch=max_batch
+                )
         except TimeoutError:
             if not deadline.expired():
                 raise
+        stats = replace(session.stats(), stored=tally.stored)
+        if parking is not None:  # what waits is parked in the sink, whichever run parked it
+            stats = replace(stats, held=await parking.held(), dropped=parking.dropped)
     except aiomqtt.MqttError as exc:
         raise BrokerLostError(f"broker {broker.host}:{broker.port}: {exc}") from exc
     finally:
@@ -169,7 +168,29 @@ async def consume(
             await _settle(client, base)
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
-    return replace(session.stats(), stored=stored)
+    return stats
+
+
+async def _run(
+    session: Session,
+    inbox: Inbox,
+    deliver: _Deliverer,
+    parking: Parking | None,
+    tally: Tally,
+    *,
+    count: int | None,
+    max_batch: int,
+) -> None:
+    """Take, open, commit and acknowledge batches until ``count`` records are opened."""
+    if parking is not None:
+        await parking.sweep(tally)
+    while count is None or tally.opened < count:
+        batch = await inbox.take(max_batch)
+        work = await _open_batch(session, parking, batch)
+        tally.stored += await deliver(work)
+        tally.opened += len(work.records)
+        if parking is not None:
+            await parking.after_commit(work, tally)
 
 
 async def _settle(client: aiomqtt.Client, base: str) -> None:
@@ -185,27 +206,33 @@ async def _settle(client: aiomqtt.Client, base: str) -> None:
         await client.unsubscribe(f"{base}/+/settle")
 
 
-async def _deliver(
-    client: aiomqtt.Client,
-    work: _Batch,
-    sink: Sink | None,
-    on_record: Callable[[OpenedRecord], None],
-    on_rejection: Callable[[Rejection], None] | None,
-    *,
-    inbox: Inbox,
-) -> int:
-    """Commit the batch, then acknowledge its messages, report it and send its requests."""
-    stored = 0 if sink is None else await sink.store(work.records, work.announcements)
-    inbox.acknowledge(work.acks)  # manual acknowledgements, after the commit
-    for record in work.records:
-        on_record(record)
-    if on_rejection is not None:
-        for rejection in work.rejections:
-            on_rejection(rejection)
-    for request in work.requests:
-        payload = resend_payload(request.kid, str(uuid.uuid4()))
-        await client.publish(request.topic, payload, qos=1)
-    return stored
+@dataclass(frozen=True, slots=True)
+class _Deliverer:
+    """Commits a batch, then acknowledges its messages, reports it and sends its requests."""
+
+    client: aiomqtt.Client
+    inbox: Inbox
+    sink: Sink | None
+    on_record: Callable[[OpenedRecord], None]
+    on_rejection: Callable[[Rejection], None] | None
+
+    async def __call__(self, work: Batch) -> int:
+        """Deliver ``work``; return how many of its records were new to the sink."""
+        stored = 0
+        if self.sink is not None:
+            stored = await self.sink.store(
+                work.records, work.announcements, parked=work.parked, unparked=work.unparked
+            )
+        self.inbox.acknowledge(work.acks)  # manual acknowledgements, after the commit
+        for record in work.records:
+            self.on_record(record)
+        if self.on_rejection is not None:
+            for rejection in work.rejections:
+                self.on_rejection(rejection)
+        for request in work.requests:
+            payload = resend_payload(request.kid, str(uuid.uuid4()))
+            await self.client.publish(request.topic, payload, qos=1)
+        return stored
 
 
 def _client(
@@ -238,75 +265,21 @@ def _client(
     return client
 
 
-async def _open_batch(
-    session: Session,
-    sink: Sink | None,
-    base: str,
-    batch: list[Delivery],
-    held_acks: dict[bytes, list[int]],
-) -> _Batch:
-    work = _Batch()
+async def _open_batch(session: Session, parking: Parking | None, batch: list[Delivery]) -> Batch:
+    """Open a batch (parking, with a sink, what stays unknown); every message is acknowledged."""
+    work = Batch()
     for message in batch:
-        if sink is not None and message.topic.endswith("/epoch"):
-            await _first_seen_by_sink(session.consumer, sink, message.topic, message.payload)
+        if parking is not None and message.topic.endswith("/epoch"):
+            await parking.first_seen(message.topic, message.payload)
         outcome = _handle(session, message.topic, message.payload)
-        _collect(work, outcome, message.payload, held_acks)
-        if outcome.held is not None:
-            if message.qos > 0:
-                held_acks.setdefault(outcome.held, []).append(message.mid)
-            work.held.append(outcome.held)
-        elif message.qos > 0:
+        collect(work, outcome, message.payload)
+        if outcome.held is not None and parking is not None:
+            parking.park(work, outcome.held, message.topic, message.payload)
+        if message.qos > 0:
             work.acks.append(message.mid)
-    if sink is not None:
-        # A record of an epoch another member (or an earlier run) stored: open it from the sink.
-        for kid in dict.fromkeys(work.held):
-            stored = await sink.announcement(kid)
-            if stored is None or kid not in held_acks:
-                continue
-            topic = epoch_topic(f"{base}/{stored.hub_id}")
-            _accept_as_first_seen(session.consumer, topic, stored.payload, stored.received)
-            _collect(work, session.handle(topic, stored.payload), b"", held_acks)
-            work.requests = [r for r in work.requests if r.kid != kid]
+    if parking is not None:
+        await parking.settle(work)
     return work
-
-
-async def _first_seen_by_sink(consumer: Consumer, sink: Sink, topic: str, payload: object) -> None:
-    """Install a new estimated epoch the sink already holds as first seen when it was stored:
-    a restarted process or another member does not start its acceptance window afresh."""
-    if not isinstance(payload, bytes | bytearray):
-        return
-    try:
-        announcement = parse_announcement(bytes(payload))
-    except EnvelopeError:
-        return  # the session refuses it with its reason
-    if announcement.core.estimated and not consumer.knows(announcement.kid):
-        stored = await sink.announcement(announcement.kid)
-        if stored is not None:
-            _accept_as_first_seen(consumer, topic, bytes(payload), stored.received)
-
-
-def _accept_as_first_seen(
-    consumer: Consumer, topic: str, payload: bytes, first_seen: float | None
-) -> None:
-    """Accept an announcement a sink stored at ``first_seen``; the session then finds it known
-    (and releases its held records), or refuses it again and reports why."""
-    with contextlib.suppress(EnvelopeError):
-        consumer.accept_announcement(payload, topic, first_seen=first_seen)
-
-
-def _collect(
-    work: _Batch, outcome: Outcome, payload: object, held_acks: dict[bytes, list[int]]
-) -> None:
-    work.records.extend(outcome.opened)
-    work.rejections.extend(outcome.rejected)
-    work.requests.extend(outcome.requests)
-    info = outcome.announced
-    if info is not None:
-        if isinstance(payload, bytes) and payload:
-            work.announcements.append(
-                StoredAnnouncement(info.kid, info.hub_id, info.epoch, payload)
-            )
-        work.acks.extend(held_acks.pop(info.kid, ()))
 
 
 def _refusal(broker: Broker, protocol: int, exc: aiomqtt.MqttError) -> str:

@@ -5,7 +5,9 @@ know. Rather than dropping them it holds them here (bounded by count and age, ol
 first) and asks the hub to announce the epoch again on
 ``<base>/<hub>/request/epoch/resend`` with ``{"transaction": "<uuid>", "kid": "<hex>"}``, at
 most once per ``resend_interval_s`` per key id. When the announcement is accepted, ``release``
-hands the held records back to be opened. Pure: the clock is injected.
+hands the held records back to be opened. A consumer with a sink parks such records there
+instead (``keep_records=False``): the buffer then only paces the resend requests. Pure: the
+clock is injected.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PendingRecords:
         max_age_s: float = 300.0,
         resend_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        keep_records: bool = True,
     ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
@@ -64,6 +67,7 @@ class PendingRecords:
         self._max_age_s = max_age_s
         self._resend_interval_s = resend_interval_s
         self._clock = clock
+        self.keep_records = keep_records
         self._held: deque[HeldRecord] = deque()
         self._requested: dict[bytes, float] = {}
         self.dropped = 0
@@ -72,23 +76,31 @@ class PendingRecords:
         return len(self._held)
 
     def hold(self, topic: str, payload: bytes, error: UnknownEpochError) -> ResendRequest | None:
-        """Keep a record of an unknown epoch; return a resend request unless one is recent."""
+        """Keep a record of an unknown epoch (unless records are parked elsewhere); return a
+        resend request unless one is recent."""
         if error.kid is None:
             return None
+        if self.keep_records:
+            now = self._clock()
+            self.expire()
+            if len(self._held) >= self._max_records:
+                self._held.popleft()
+                self.dropped += 1
+            self._held.append(HeldRecord(topic, payload, error.kid, now))
+        return self.request(topic, error.kid)
+
+    def request(self, topic: str, kid: bytes) -> ResendRequest | None:
+        """Return a resend request for epoch ``kid`` of the hub of data ``topic``, unless one
+        was made within ``resend_interval_s``."""
         now = self._clock()
-        self.expire()
-        if len(self._held) >= self._max_records:
-            self._held.popleft()
-            self.dropped += 1
-        self._held.append(HeldRecord(topic, payload, error.kid, now))
-        last = self._requested.get(error.kid)
+        last = self._requested.get(kid)
         if last is not None and now - last < self._resend_interval_s:
             return None
         if len(self._requested) >= _MAX_REQUEST_MEMORY:
             self._requested.clear()
-        self._requested[error.kid] = now
+        self._requested[kid] = now
         where = parse_data_topic(topic)
-        return ResendRequest(where.hub_id, error.kid, resend_topic(where.base, where.hub_id))
+        return ResendRequest(where.hub_id, kid, resend_topic(where.base, where.hub_id))
 
     def release(self, kid: bytes) -> list[HeldRecord]:
         """Remove and return the records held for epoch ``kid``, oldest first."""

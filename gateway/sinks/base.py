@@ -33,6 +33,28 @@ class StoredAnnouncement:
     received: float | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedRecord:
+    """A record whose epoch was unknown when it came, kept sealed (as the broker delivered it)
+    until the epoch's announcement comes; parked, its message can be acknowledged at once."""
+
+    kid: bytes
+    hub_id: str
+    topic: str
+    payload: bytes
+    id: int = field(default=0, compare=False)  # the sink's row id (0 before it is stored)
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEpoch:
+    """An epoch the sink holds parked records of: its key id, hub, one data topic, a count."""
+
+    kid: bytes
+    hub_id: str
+    topic: str
+    count: int
+
+
 class Sink(Protocol):
     """A database of opened records and announcements; an async context manager."""
 
@@ -43,12 +65,27 @@ class Sink(Protocol):
         """Close the connection."""
 
     async def store(
-        self, records: Sequence[OpenedRecord], announcements: Sequence[StoredAnnouncement]
+        self,
+        records: Sequence[OpenedRecord],
+        announcements: Sequence[StoredAnnouncement],
+        *,
+        parked: Sequence[ParkedRecord] = (),
+        unparked: Sequence[int] = (),
     ) -> int:
-        """Commit records and announcements in one transaction; return how many records were new."""
+        """Commit records and announcements, park ``parked`` and delete the parked rows of ids
+        ``unparked``, in one transaction; return how many records were new."""
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""
+
+    async def parked(self, kid: bytes, limit: int) -> list[ParkedRecord]:
+        """Return at most ``limit`` records parked for epoch ``kid``, oldest first."""
+
+    async def parked_epochs(self) -> list[ParkedEpoch]:
+        """Return every epoch that has parked records, with how many."""
+
+    async def trim_parked(self, keep: int) -> int:
+        """Delete the oldest parked records beyond ``keep``; return how many were deleted."""
 
     async def count(self) -> int:
         """Return how many records the sink holds."""

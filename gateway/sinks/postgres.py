@@ -13,7 +13,13 @@ from typing import Final, Self
 import asyncpg
 
 from gateway.envelope.consumer import OpenedRecord
-from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
+from gateway.sinks.base import (
+    ParkedEpoch,
+    ParkedRecord,
+    SinkError,
+    StoredAnnouncement,
+    fields_json,
+)
 from gateway.sinks.schema import POSTGRES_MIGRATIONS, check_version
 
 _MIGRATION_LOCK: Final = 0x636F6E73656E74  # any constant shared by every member
@@ -36,6 +42,11 @@ _INSERT_ANNOUNCEMENTS: Final = """
     INSERT INTO consentgate_announcements (kid, hub, epoch, payload)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::bytea[])
     ON CONFLICT DO NOTHING"""
+
+_PARK: Final = """
+    INSERT INTO consentgate_parked (kid, hub, topic, payload)
+    SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bytea[])"""
+_UNPARK: Final = "DELETE FROM consentgate_parked WHERE id = ANY($1::bigint[])"
 
 
 class PostgresSink:
@@ -67,12 +78,28 @@ class PostgresSink:
             self._db = None
 
     async def store(
-        self, records: Sequence[OpenedRecord], announcements: Sequence[StoredAnnouncement]
+        self,
+        records: Sequence[OpenedRecord],
+        announcements: Sequence[StoredAnnouncement],
+        *,
+        parked: Sequence[ParkedRecord] = (),
+        unparked: Sequence[int] = (),
     ) -> int:
-        """Commit records and announcements in one transaction; return how many records were new."""
+        """Commit records and announcements, park ``parked`` and delete the parked rows of ids
+        ``unparked``, in one transaction; return how many records were new."""
         db = self._connection()
         try:
             async with db.transaction():
+                if parked:
+                    await db.execute(
+                        _PARK,
+                        [p.kid for p in parked],
+                        [p.hub_id for p in parked],
+                        [p.topic for p in parked],
+                        [p.payload for p in parked],
+                    )
+                if unparked:
+                    await db.execute(_UNPARK, list(unparked))
                 if announcements:
                     await db.execute(
                         _INSERT_ANNOUNCEMENTS,
@@ -114,6 +141,41 @@ class PostgresSink:
         return StoredAnnouncement(
             bytes(row[0]), str(row[1]), int(row[2]), bytes(row[3]), received=float(row[4])
         )
+
+    async def parked(self, kid: bytes, limit: int) -> list[ParkedRecord]:
+        """Return at most ``limit`` records parked for epoch ``kid``, oldest first."""
+        try:
+            rows = await self._connection().fetch(
+                "SELECT id, kid, hub, topic, payload FROM consentgate_parked WHERE kid = $1 "
+                "ORDER BY id LIMIT $2",
+                kid,
+                limit,
+            )
+        except _ERRORS as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
+        return [ParkedRecord(bytes(r[1]), r[2], r[3], bytes(r[4]), id=r[0]) for r in rows]
+
+    async def parked_epochs(self) -> list[ParkedEpoch]:
+        """Return every epoch that has parked records, with how many."""
+        try:
+            rows = await self._connection().fetch(
+                "SELECT kid, min(hub), min(topic), count(*) FROM consentgate_parked GROUP BY kid"
+            )
+        except _ERRORS as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
+        return [ParkedEpoch(bytes(r[0]), r[1], r[2], int(r[3])) for r in rows]
+
+    async def trim_parked(self, keep: int) -> int:
+        """Delete the oldest parked records beyond ``keep``; return how many were deleted."""
+        try:
+            status = await self._connection().execute(
+                "DELETE FROM consentgate_parked WHERE id IN (SELECT id FROM consentgate_parked "
+                "ORDER BY id LIMIT greatest(0, (SELECT count(*) FROM consentgate_parked) - $1))",
+                keep,
+            )
+        except _ERRORS as exc:
+            raise SinkError(f"postgresql sink: {exc}") from exc
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <rows>"
 
     async def count(self) -> int:
         """Return how many records the sink holds."""

@@ -14,6 +14,10 @@ Version 2: ``consentgate_records.ts_estimated`` (boolean, false for the rows of 
 record was sealed under an epoch the hub announced while its clock was not trusted
 (``"est": true``), so ``ts`` is the hub's estimate.
 
+Version 3: ``consentgate_parked``: one row per parked record (a record whose epoch was unknown
+when it came, kept sealed until its announcement comes), primary key id (ascending in arrival
+order); kid, hub, topic (the data topic it came on), payload (the sealed record), received.
+
 A database whose version is newer than ``SCHEMA_VERSION`` is refused, never written.
 """
 
@@ -23,7 +27,7 @@ from typing import Final
 
 from gateway.sinks.base import SinkError
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 SQLITE_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
@@ -39,6 +43,12 @@ SQLITE_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         """ALTER TABLE consentgate_records
             ADD COLUMN ts_estimated INTEGER NOT NULL DEFAULT 0""",
+    ),
+    (
+        """CREATE TABLE consentgate_parked (
+            id INTEGER PRIMARY KEY, kid BLOB NOT NULL, hub TEXT NOT NULL, topic TEXT NOT NULL,
+            payload BLOB NOT NULL, received REAL NOT NULL)""",
+        "CREATE INDEX consentgate_parked_kid ON consentgate_parked (kid, id)",
     ),
 )
 
@@ -56,6 +66,12 @@ POSTGRES_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         """ALTER TABLE consentgate_records
             ADD COLUMN ts_estimated boolean NOT NULL DEFAULT false""",
+    ),
+    (
+        """CREATE TABLE consentgate_parked (
+            id bigserial PRIMARY KEY, kid bytea NOT NULL, hub text NOT NULL, topic text NOT NULL,
+            payload bytea NOT NULL, received timestamptz NOT NULL DEFAULT now())""",
+        "CREATE INDEX consentgate_parked_kid ON consentgate_parked (kid, id)",
     ),
 )
 

@@ -10,7 +10,13 @@ from typing import Self
 import aiosqlite
 
 from gateway.envelope.consumer import OpenedRecord
-from gateway.sinks.base import SinkError, StoredAnnouncement, fields_json
+from gateway.sinks.base import (
+    ParkedEpoch,
+    ParkedRecord,
+    SinkError,
+    StoredAnnouncement,
+    fields_json,
+)
 from gateway.sinks.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS, check_version
 
 _INSERT_RECORD = (
@@ -22,6 +28,8 @@ _INSERT_ANNOUNCEMENT = (
     "INSERT OR IGNORE INTO consentgate_announcements (kid, hub, epoch, payload, received) "
     "VALUES (?, ?, ?, ?, ?)"
 )
+_PARK = "INSERT INTO consentgate_parked (kid, hub, topic, payload, received) VALUES (?, ?, ?, ?, ?)"
+_UNPARK = "DELETE FROM consentgate_parked WHERE id = ?"
 
 
 class SqliteSink:
@@ -57,9 +65,15 @@ class SqliteSink:
             self._db = None
 
     async def store(
-        self, records: Sequence[OpenedRecord], announcements: Sequence[StoredAnnouncement]
+        self,
+        records: Sequence[OpenedRecord],
+        announcements: Sequence[StoredAnnouncement],
+        *,
+        parked: Sequence[ParkedRecord] = (),
+        unparked: Sequence[int] = (),
     ) -> int:
-        """Commit records and announcements in one transaction; return how many records were new."""
+        """Commit records and announcements, park ``parked`` and delete the parked rows of ids
+        ``unparked``, in one transaction; return how many records were new."""
         db = self._connection()
         now = time.time()
         rows = [
@@ -86,6 +100,12 @@ class SqliteSink:
             middle = db.total_changes
             await db.executemany(_INSERT_RECORD, rows)
             added = db.total_changes - middle
+            if parked:
+                await db.executemany(
+                    _PARK, [(p.kid, p.hub_id, p.topic, p.payload, now) for p in parked]
+                )
+            if unparked:
+                await db.executemany(_UNPARK, [(i,) for i in unparked])
             await db.execute("COMMIT")
         except aiosqlite.Error as exc:
             if db.in_transaction:
@@ -104,6 +124,35 @@ class SqliteSink:
             return None
         return StoredAnnouncement(row[0], row[1], row[2], row[3], received=float(row[4]))
 
+    async def parked(self, kid: bytes, limit: int) -> list[ParkedRecord]:
+        """Return at most ``limit`` records parked for epoch ``kid``, oldest first."""
+        rows = await self._fetchall(
+            "SELECT id, kid, hub, topic, payload FROM consentgate_parked WHERE kid = ? "
+            "ORDER BY id LIMIT ?",
+            (kid, limit),
+        )
+        return [ParkedRecord(r[1], r[2], r[3], r[4], id=r[0]) for r in rows]
+
+    async def parked_epochs(self) -> list[ParkedEpoch]:
+        """Return every epoch that has parked records, with how many."""
+        rows = await self._fetchall(
+            "SELECT kid, min(hub), min(topic), count(*) FROM consentgate_parked GROUP BY kid", ()
+        )
+        return [ParkedEpoch(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def trim_parked(self, keep: int) -> int:
+        """Delete the oldest parked records beyond ``keep``; return how many were deleted."""
+        db = self._connection()
+        try:
+            cursor = await db.execute(
+                "DELETE FROM consentgate_parked WHERE id IN (SELECT id FROM consentgate_parked "
+                "ORDER BY id LIMIT max(0, (SELECT count(*) FROM consentgate_parked) - ?))",
+                (keep,),
+            )
+        except aiosqlite.Error as exc:
+            raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
+        return cursor.rowcount
+
     async def count(self) -> int:
         """Return how many records the sink holds."""
         row = await self._fetchone("SELECT count(*) FROM consentgate_records", ())
@@ -113,6 +162,13 @@ class SqliteSink:
         try:
             async with self._connection().execute(query, params) as cursor:
                 return await cursor.fetchone()
+        except aiosqlite.Error as exc:
+            raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
+
+    async def _fetchall(self, query: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
+        try:
+            async with self._connection().execute(query, params) as cursor:
+                return list(await cursor.fetchall())
         except aiosqlite.Error as exc:
             raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
 

@@ -93,6 +93,16 @@ def test_resend_requests_are_rate_limited_per_kid() -> None:
     assert pending.hold(TOPIC, b"5", UnknownEpochError("no kid")) is None
 
 
+def test_records_parked_elsewhere_are_not_kept_but_their_requests_are_paced() -> None:
+    clock = Clock(0.0)
+    pending = PendingRecords(resend_interval_s=5, clock=clock, keep_records=False)
+    assert pending.hold(TOPIC, b"1", _unknown(b"a" * 8)) is not None
+    assert pending.hold(TOPIC, b"2", _unknown(b"a" * 8)) is None
+    assert (len(pending), pending.release(b"a" * 8)) == (0, [])
+    assert pending.request(TOPIC, b"b" * 8) is not None  # a parked epoch asked for at a start
+    assert pending.request(TOPIC, b"b" * 8) is None
+
+
 def test_resend_payload_is_the_request_shape() -> None:
     body = json.loads(resend_payload(bytes.fromhex("0011223344556677"), "t-1"))
     assert body == {"transaction": "t-1", "kid": "0011223344556677"}

@@ -18,7 +18,7 @@ from bench.fleet_hubs import SimHub
 from gateway.cli.envelope_cmds import record_json
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.model import Observation, Value
-from gateway.sinks import SinkError, StoredAnnouncement, open_sink
+from gateway.sinks import ParkedEpoch, ParkedRecord, SinkError, StoredAnnouncement, open_sink
 from gateway.sinks.schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, SQLITE_MIGRATIONS
 
 DEVICE = "00000000000000ff"
@@ -129,6 +129,33 @@ async def test_records_of_an_estimated_epoch_are_stored_and_printed_flagged(sink
     ]
     assert json.loads(record_json(estimated[0]))["ts_estimated"] is True
     assert "ts_estimated" not in json.loads(record_json(plain[0]))
+
+
+async def test_parked_records_are_kept_in_order_and_unparked_with_their_opened_records(
+    sink_url: str,
+) -> None:
+    records, announcement = _opened(4)
+    parked = [
+        ParkedRecord(announcement.kid, "hub-a", f"fleet/hub-a/data/{i:016x}/x", bytes([i]))
+        for i in range(4)
+    ]
+    async with open_sink(sink_url) as first, open_sink(sink_url) as second:  # two members
+        await first.store([], [], parked=parked[:3])
+        await second.store([], [], parked=parked[3:])
+        assert await first.parked(b"\x00" * 8, 10) == []
+        rows = await second.parked(announcement.kid, 10)
+        assert rows == parked  # oldest first, whichever member parked them
+        assert await first.parked_epochs() == [
+            ParkedEpoch(announcement.kid, "hub-a", parked[0].topic, 4)
+        ]
+        # the opened records and the deletion of their parked rows commit together
+        assert (
+            await first.store(records[:2], [announcement], unparked=[r.id for r in rows[:2]]) == 2
+        )
+        assert await second.parked(announcement.kid, 10) == parked[2:]
+        assert await first.trim_parked(1) == 1  # the oldest goes first
+        assert await second.parked(announcement.kid, 10) == parked[3:]
+        assert (await first.count(), await first.trim_parked(1)) == (2, 0)
 
 
 # A database as version 1 of the tool left it: the schema of version 1 and one record.
