@@ -13,7 +13,7 @@ where the kernel cannot see it (asyncio keeps its timers in one heap and sleeps 
 The price is that a timer fires up to ``slack_s`` late (or up to 100 us early at 0.25 s: a turn
 takes a slot's timers together); nothing the hub promises depends on a timer being that precise
 (consent changes, acknowledgements and PUBACKs are driven by I/O, not timers, and run as soon as
-their packet arrives). The pipeline's linger (0.25 s by default, one slot) counts from the
+their packet arrives). The pipeline's linger (0.5 s by default, two slots) counts from the
 start of the slot a reading arrived in (``slot_start``), so a batch still leaves at most the
 linger after its first reading. A short poll that a peer waits on (a socket draining) sleeps
 off the grid: ``sleep_exact``.

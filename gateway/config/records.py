@@ -36,7 +36,7 @@ class OutboxConfig:
     # A reading that finds fewer than a batch queued waits up to this long for others: at
     # everyday load one batch, one seal and one publish burst per interval instead of many
     # (CPU per record), for up to this much more latency before a record is sent.
-    linger_s: float = 0.25
+    linger_s: float = 0.5
     # Sealed records reach SQLite in group commits at most this often; a record the broker
     # acknowledged before its group commit is never written (SD-card wear). A power cut may
     # lose the records of the last interval that the broker had not acknowledged yet.
