@@ -49,6 +49,11 @@ _PARK: Final = """
 _UNPARK: Final = "DELETE FROM consentgate_parked WHERE id = ANY($1::bigint[])"
 
 
+def _columns(rows: Sequence[object], *names: str) -> list[list[object]]:
+    """Return one array per attribute in ``names`` of ``rows`` (the arguments of ``unnest``)."""
+    return [[getattr(row, name) for row in rows] for name in names]
+
+
 class PostgresSink:
     """Opened records in PostgreSQL; one connection per consumer process."""
 
@@ -91,23 +96,12 @@ class PostgresSink:
         try:
             async with db.transaction():
                 if parked:
-                    await db.execute(
-                        _PARK,
-                        [p.kid for p in parked],
-                        [p.hub_id for p in parked],
-                        [p.topic for p in parked],
-                        [p.payload for p in parked],
-                    )
+                    await db.execute(_PARK, *_columns(parked, "kid", "hub_id", "topic", "payload"))
                 if unparked:
                     await db.execute(_UNPARK, list(unparked))
                 if announcements:
-                    await db.execute(
-                        _INSERT_ANNOUNCEMENTS,
-                        [a.kid for a in announcements],
-                        [a.hub_id for a in announcements],
-                        [a.epoch for a in announcements],
-                        [a.payload for a in announcements],
-                    )
+                    columns = _columns(announcements, "kid", "hub_id", "epoch", "payload")
+                    await db.execute(_INSERT_ANNOUNCEMENTS, *columns)
                 if not records:
                     return 0
                 status = await db.execute(
