@@ -5,8 +5,8 @@ epoch are opened. Anything else is a record: opened, or held (with a resend requ
 epoch is unknown. Duplicates (``ReplayError``) are counted, not reported; other refusals are
 returned with the topic they came on. An empty payload on an epoch topic is the deletion of a
 retained message, not an announcement, and is ignored. An outcome names the epoch a held record
-waits for and the epoch an announcement installed, so the consume loop can acknowledge each
-message to the broker only once what it carried is stored.
+waits for and the epoch an announcement installed, so the consume loop can park the one in its
+sink (``gateway.envelope.parking``) and open what was parked for the other.
 """
 
 from __future__ import annotations
