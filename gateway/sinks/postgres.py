@@ -7,8 +7,8 @@ round trips whatever its size. Members that start together migrate under an advi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, Self
+from collections.abc import Awaitable, Sequence
+from typing import Final, Self, TypeVar
 
 import asyncpg
 
@@ -22,6 +22,7 @@ from gateway.sinks.base import (
 )
 from gateway.sinks.schema import POSTGRES_MIGRATIONS, check_version
 
+T = TypeVar("T")
 _MIGRATION_LOCK: Final = 0x636F6E73656E74  # any constant shared by every member
 _INSERT_RECORDS: Final = """
     INSERT INTO consentgate_records
@@ -47,6 +48,14 @@ _PARK: Final = """
     INSERT INTO consentgate_parked (kid, hub, topic, payload)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bytea[])"""
 _UNPARK: Final = "DELETE FROM consentgate_parked WHERE id = ANY($1::bigint[])"
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    """Await ``call``; a lost or refused connection or a refused statement is a SinkError."""
+    try:
+        return await call
+    except _ERRORS as exc:
+        raise SinkError(f"postgresql sink: {exc}") from exc
 
 
 def _columns(rows: Sequence[object], *names: str) -> list[list[object]]:
@@ -122,14 +131,13 @@ class PostgresSink:
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""
-        try:
-            row = await self._connection().fetchrow(
+        row = await _guarded(
+            self._connection().fetchrow(
                 "SELECT kid, hub, epoch, payload, extract(epoch FROM received)::float8 "
                 "FROM consentgate_announcements WHERE kid = $1",
                 kid,
             )
-        except _ERRORS as exc:
-            raise SinkError(f"postgresql sink: {exc}") from exc
+        )
         if row is None:
             return None
         return StoredAnnouncement(
@@ -138,46 +146,40 @@ class PostgresSink:
 
     async def parked(self, kid: bytes, limit: int) -> list[ParkedRecord]:
         """Return at most ``limit`` records parked for epoch ``kid``, oldest first."""
-        try:
-            rows = await self._connection().fetch(
+        rows = await _guarded(
+            self._connection().fetch(
                 "SELECT id, kid, hub, topic, payload FROM consentgate_parked WHERE kid = $1 "
                 "ORDER BY id LIMIT $2",
                 kid,
                 limit,
             )
-        except _ERRORS as exc:
-            raise SinkError(f"postgresql sink: {exc}") from exc
+        )
         return [ParkedRecord(bytes(r[1]), r[2], r[3], bytes(r[4]), id=r[0]) for r in rows]
 
     async def parked_epochs(self) -> list[ParkedEpoch]:
         """Return every epoch that has parked records, with how many."""
-        try:
-            rows = await self._connection().fetch(
+        rows = await _guarded(
+            self._connection().fetch(
                 "SELECT kid, min(hub), min(topic), count(*) FROM consentgate_parked GROUP BY kid"
             )
-        except _ERRORS as exc:
-            raise SinkError(f"postgresql sink: {exc}") from exc
+        )
         return [ParkedEpoch(bytes(r[0]), r[1], r[2], int(r[3])) for r in rows]
 
     async def trim_parked(self, keep: int) -> int:
         """Delete the oldest parked records beyond ``keep``; return how many were deleted."""
-        try:
-            status = await self._connection().execute(
+        status = await _guarded(
+            self._connection().execute(
                 "DELETE FROM consentgate_parked WHERE id IN (SELECT id FROM consentgate_parked "
                 "ORDER BY id LIMIT greatest(0, (SELECT count(*) FROM consentgate_parked) - $1))",
                 keep,
             )
-        except _ERRORS as exc:
-            raise SinkError(f"postgresql sink: {exc}") from exc
+        )
         return int(status.rsplit(" ", 1)[-1])  # "DELETE <rows>"
 
     async def count(self) -> int:
         """Return how many records the sink holds."""
-        try:
-            value = await self._connection().fetchval("SELECT count(*) FROM consentgate_records")
-        except _ERRORS as exc:
-            raise SinkError(f"postgresql sink: {exc}") from exc
-        return int(value)
+        query = "SELECT count(*) FROM consentgate_records"
+        return int(await _guarded(self._connection().fetchval(query)))
 
     def _connection(self) -> asyncpg.Connection:
         if self._db is None:
