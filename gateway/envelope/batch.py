@@ -27,10 +27,11 @@ class Batch:
 
 @dataclass(slots=True)
 class Tally:
-    """Records opened and records new to the sink, over a consume loop."""
+    """Records opened, records new to the sink and resend requests sent, over a consume loop."""
 
     opened: int = 0
     stored: int = 0
+    requests: int = 0
 
 
 class Deliver(Protocol):

@@ -148,7 +148,7 @@ async def consume(
             ready.set()
         if count is not None and count <= 0:
             return session.stats()
-        deliver = _Deliverer(client, inbox, sink, on_record, on_rejection)
+        deliver = _Deliverer(client, inbox, sink, on_record, on_rejection, tally)
         parking = None if sink is None else Parking(session, sink, base, deliver, max_parked)
         try:
             async with asyncio.timeout(seconds) as deadline:
@@ -158,7 +158,8 @@ async def consume(
         except TimeoutError:
             if not deadline.expired():
                 raise
-        stats = replace(session.stats(), stored=tally.stored)
+        # requests as sent: one a later message of the same batch made moot is not counted
+        stats = replace(session.stats(), stored=tally.stored, requests=tally.requests)
         if parking is not None:  # what waits is parked in the sink, whichever run parked it
             stats = replace(stats, held=await parking.held(), dropped=parking.dropped)
     except aiomqtt.MqttError as exc:
@@ -215,6 +216,7 @@ class _Deliverer:
     sink: Sink | None
     on_record: Callable[[OpenedRecord], None]
     on_rejection: Callable[[Rejection], None] | None
+    tally: Tally  # counts the requests sent
 
     async def __call__(self, work: Batch) -> int:
         """Deliver ``work``; return how many of its records were new to the sink."""
@@ -232,6 +234,7 @@ class _Deliverer:
         for request in work.requests:
             payload = resend_payload(request.kid, str(uuid.uuid4()))
             await self.client.publish(request.topic, payload, qos=1)
+        self.tally.requests += len(work.requests)
         return stored
 
 
