@@ -144,14 +144,15 @@ class SqliteSink:
         """Delete the oldest parked records beyond ``keep``; return how many were deleted."""
         db = self._connection()
         try:
-            cursor = await db.execute(
+            async with db.execute(
                 "DELETE FROM consentgate_parked WHERE id IN (SELECT id FROM consentgate_parked "
                 "ORDER BY id LIMIT max(0, (SELECT count(*) FROM consentgate_parked) - ?))",
                 (keep,),
-            )
+            ) as cursor:
+                deleted = cursor.rowcount
         except aiosqlite.Error as exc:
             raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
-        return cursor.rowcount
+        return deleted
 
     async def count(self) -> int:
         """Return how many records the sink holds."""
