@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import statistics
 import tempfile
 import threading
 import time
@@ -244,12 +245,6 @@ def _overload(workdir: Path, port: int, raw: float, seconds: float) -> dict[str,
     return {"offered_per_s": OVERLOAD * raw, "delivered_per_s": delivered}
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _pairs(work: Path, port: int, seconds: float, pairs: int) -> dict[str, Any]:
     """Measure everyday and saturated CPU per record in ``pairs`` alternating pairs of windows;
     return the medians (of each figure, and of each pair's ratio) and every pair."""
@@ -259,10 +254,10 @@ def _pairs(work: Path, port: int, seconds: float, pairs: int) -> dict[str, Any]:
         saturated, _ = _per_record(work / f"saturated-{index}", port, *SATURATED, seconds)
         runs.append((everyday, saturated, rate))
     return {
-        "everyday_cpu_s_per_1000": _median([e for e, _, _ in runs]),
-        "saturated_cpu_s_per_1000": _median([s for _, s, _ in runs]),
-        "everyday_over_saturated": _median([e / s for e, s, _ in runs]),
-        "everyday_forwarded_per_s": _median([r for _, _, r in runs]),
+        "everyday_cpu_s_per_1000": statistics.median([e for e, _, _ in runs]),
+        "saturated_cpu_s_per_1000": statistics.median([s for _, s, _ in runs]),
+        "everyday_over_saturated": statistics.median([e / s for e, s, _ in runs]),
+        "everyday_forwarded_per_s": statistics.median([r for _, _, r in runs]),
         "pairs_everyday_saturated_cpu_s_per_1000": [[e, s] for e, s, _ in runs],
     }
 

@@ -30,6 +30,10 @@ from typing import Final, TypeVarTuple
 
 DEFAULT_SLACK_S: Final = 0.25
 _Ts = TypeVarTuple("_Ts")
+# loop.call_at or CoalescingLoop.call_at_exact, as _sleep calls it
+_Schedule = Callable[
+    [float, Callable[[asyncio.Future[None]], None], asyncio.Future[None]], asyncio.TimerHandle
+]
 GRID_TOLERANCE: Final = 1e-6  # of a slot: 250 ns for 0.25 s
 # A slot's deadlines keep their order within the first 50 us of the slot (0.25 s x 2e-4). The
 # loop's clock counts seconds since boot: after a year up (3e7 s, float steps of 4 ns) deadlines
@@ -88,13 +92,7 @@ async def sleep_until(when: float) -> None:
     """Sleep until the loop's clock reaches ``when``: a deadline, not a delay, so a periodic
     loop that sleeps until multiples of its period keeps that period on a coalescing loop
     (``asyncio.sleep(period)`` from a turn that began just after a slot starts ends a slot late)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at(when, _wake, future)
-    try:
-        await future
-    finally:
-        handle.cancel()
+    await _sleep(asyncio.get_running_loop().call_at, when)
 
 
 def slot_start() -> float:
@@ -113,11 +111,14 @@ async def sleep_exact(delay: float) -> None:
     draining while requests are held), which rounding up to a slot would stretch to ``slack_s``.
     Each such sleep may cost a wake-up of its own: not for periodic work."""
     loop = asyncio.get_running_loop()
-    if not isinstance(loop, CoalescingLoop):
-        await asyncio.sleep(delay)
-        return
-    future: asyncio.Future[None] = loop.create_future()
-    handle = loop.call_at_exact(loop.time() + delay, _wake, future)
+    schedule = loop.call_at_exact if isinstance(loop, CoalescingLoop) else loop.call_at
+    await _sleep(schedule, loop.time() + delay)
+
+
+async def _sleep(schedule: _Schedule, when: float) -> None:
+    """Wait for a timer that ``schedule`` sets at ``when``; cancel it if the wait is."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    handle = schedule(when, _wake, future)
     try:
         await future
     finally:
