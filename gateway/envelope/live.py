@@ -42,7 +42,7 @@ from gateway.envelope.parking import Parking
 from gateway.envelope.pending import PendingRecords, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
 from gateway.errors import ConsentgateError
-from gateway.mqtt.paho_private import paho_of
+from gateway.mqtt.paho_private import guard_write_registration, paho_of
 from gateway.sinks.base import Sink
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
@@ -265,6 +265,7 @@ def _client(
     # aiomqtt has no manual acknowledgement of its own: paho's is switched on before connecting,
     # so even the messages a durable session replays at once are acknowledged only once stored.
     paho_of(client).manual_ack_set(True)
+    guard_write_registration(client)
     return client
 
 

@@ -48,7 +48,12 @@ from gateway.mqtt.connection import (
     response_properties,
     tls_params,
 )
-from gateway.mqtt.paho_private import disconnected, paho_of, unsent
+from gateway.mqtt.paho_private import (
+    disconnected,
+    guard_write_registration,
+    paho_of,
+    unsent,
+)
 from gateway.mqtt.reads import buffer_reads, hold_reads, take_publishes
 from gateway.mqtt.topics import Topics
 from gateway.tasks import reraise_if_cancelling
@@ -179,6 +184,7 @@ class MqttLink:
         # prints it; the hub logs its own events, so paho's per-packet log is switched off.
         under = paho_of(client)
         under.disable_logger()
+        guard_write_registration(client)  # no EBADF traceback when a connection drops
         buffer_reads(under)  # one recv per burst of PUBACKs, not three per PUBACK
         under.on_message = self._on_message  # what take_publishes leaves to paho
         take_publishes(under, self._on_publish)  # before any request can arrive

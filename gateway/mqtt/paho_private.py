@@ -44,7 +44,7 @@ PAHO_REQUIRED: Final = (
     "_msgtime_mutex",
     "_last_bytes_received",
 )
-AIOMQTT_REQUIRED: Final = ("_client", "_disconnected")
+AIOMQTT_REQUIRED: Final = ("_client", "_disconnected", "_loop")
 RAW: Final = 0  # the command field of packets queued as raw bytes (``queue_raw``)
 PUBLISH_QOS1: Final = 0x30 | 0x02  # PUBLISH, QoS 1 (MQTT section 3.3.1)
 
@@ -82,6 +82,35 @@ def retrieve_disconnection(client: aiomqtt.Client) -> None:
     future = client._disconnected
     if future.done() and not future.cancelled():
         future.exception()
+
+
+def guard_write_registration(client: aiomqtt.Client) -> None:
+    """Register paho's socket for writing as aiomqtt does, unless it closed meanwhile.
+
+    paho asks for a writer from any thread, so aiomqtt schedules ``loop.add_writer(fd)`` with
+    ``call_soon_threadsafe``; a connection that ends before the loop runs it leaves a closed fd,
+    and asyncio logs the EBADF with a traceback (seen on a consumer when its broker was killed
+    with SIGKILL). Here the scheduled step checks that paho still holds that socket, open.
+    """
+    loop: asyncio.AbstractEventLoop = client._loop
+
+    def register(under: paho.Client, _userdata: object, sock: Any) -> None:
+        def writable() -> None:  # aiomqtt's own writer: a failed write ends the connection
+            try:
+                under.loop_write()
+            except Exception as exc:  # noqa: BLE001 - aiomqtt reports any of them the same way
+                ended = disconnected(client)
+                if not ended.done():
+                    ended.set_exception(exc)
+
+        def add() -> None:
+            fileno = sock.fileno()
+            if fileno >= 0 and under.socket() is sock:
+                loop.add_writer(fileno, writable)
+
+        loop.call_soon_threadsafe(add)
+
+    paho_of(client).on_socket_register_write = register
 
 
 # --- reading ---------------------------------------------------------------------------------
