@@ -256,12 +256,20 @@ def p7(sizes: Sizes) -> tuple[dict[str, Any], list[Row]]:
     return r, rows
 
 
+def innermost(exc: BaseException) -> BaseException:
+    """Return the one exception a chain of single-member exception groups wraps (or ``exc``)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+Part = tuple[str, Callable[[], tuple[dict[str, Any], list[Row]]]]
+
+
 def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], list[Row], bool]:
     """Run every part; return the results by part, the table rows, and whether all checks held."""
     results: dict[str, Any] = {}
-    table: list[Row] = []
-    ok = True
-    parts: list[tuple[str, Callable[[], tuple[dict[str, Any], list[Row]]]]] = [
+    parts: list[Part] = [
         ("P1", lambda: p1(sizes)),
         ("P2", lambda: p2(sizes)),
         ("P3", lambda: p3(sizes, (results.get("P1") or {}).get("pipeline_readings_s"))),
@@ -270,6 +278,15 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], l
         ("P6", lambda: p6(sizes)),
         ("P7", lambda: p7(sizes)),
     ]
+    return run_parts(parts, log, results)
+
+
+def run_parts(
+    parts: list[Part], log: Callable[[str], None], results: dict[str, Any]
+) -> tuple[dict[str, Any], list[Row], bool]:
+    """Run ``parts`` in order into ``results``; a failed part's row names its innermost error."""
+    table: list[Row] = []
+    ok = True
     for name, part in parts:
         started = time.perf_counter()
         log(f"-- {name} ...")
@@ -277,7 +294,9 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> tuple[dict[str, Any], l
             results[name], rows = part()
         except Exception as exc:  # noqa: BLE001 - one part failing must not hide the others
             results[name] = {"error": "".join(traceback.format_exception(exc))}
-            rows = [(f"{name} failed", f"{type(exc).__name__}: {exc}"[:58], "", "FAILED")]
+            log(results[name]["error"])
+            cause = innermost(exc)
+            rows = [(f"{name} failed", f"{type(cause).__name__}: {cause}"[:58], "", "FAILED")]
         ok = ok and "error" not in results[name] and results[name].get("ok", True)
         table += rows
         log(f"-- {name} done in {time.perf_counter() - started:.0f} s")

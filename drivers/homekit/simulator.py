@@ -33,6 +33,7 @@ class SimulatedAccessory:
         host: str = "127.0.0.1",
         interval_s: float = 0.2,
         database: Callable[[Database], Database] | None = None,
+        refuse_right_code: int = 0,
     ) -> None:
         self.name = name
         self.setup_code = setup_code
@@ -40,6 +41,10 @@ class SimulatedAccessory:
         self.host = host
         self.interval_s = interval_s
         self.database = database  # rewrites the served accessory database (a faulty device)
+        # the first pair-setups refuse the right code, as an accessory whose SRP does not pad
+        # its values does now and then (HAP-python itself: about once in a hundred)
+        self.refuse_right_code = refuse_right_code
+        self.pair_setups = 0  # pair-setups started (M1 received)
         self.temperature = 21.5
         self.humidity = 40.0
         self._dir = tempfile.TemporaryDirectory(prefix="cg-hap-")
@@ -100,8 +105,16 @@ class SimulatedAccessory:
                 self.t.set_value(outer.temperature)
                 self.h.set_value(outer.humidity)
 
+        class Driver(AccessoryDriver):  # type: ignore[misc]
+            def setup_srp_verifier(self) -> None:
+                """Start a pair-setup; refuse its proof while ``refuse_right_code`` says so."""
+                super().setup_srp_verifier()
+                outer.pair_setups += 1
+                if outer.pair_setups <= outer.refuse_right_code:
+                    self.srp_verifier.verify = lambda _proof: None
+
         self._azc = AsyncZeroconf(interfaces=self.interfaces, ip_version=IPVersion.V4Only)
-        self._driver = AccessoryDriver(
+        self._driver = Driver(
             port=_free_port(self.host),
             address=self.host,
             persist_file=os.path.join(self._dir.name, "accessory.state"),

@@ -60,10 +60,6 @@ async def pair_homekit(request: Request, code: str, events: list[str]) -> None:
         if found:
             device = str(found[0]["id"])
             answer = await request("pair", {"device": device, "setup_code": code})
-            if "refused" in str(answer.get("error")):
-                # HAP-python's SRP server refuses the right code about once in a hundred
-                # pairings (it does not pad its values as HAP clients do): a user tries again
-                answer = await request("pair", {"device": device, "setup_code": code})
             events.append(f"pair HomeKit {device} with its setup code -> {answer.get('status')}")
             return
         await asyncio.sleep(0.5)

@@ -114,10 +114,7 @@ class HomeKitLink:
         controller = await self._control()
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._timeout):
-                found = await controller.async_find(candidate.stable_id, self._timeout)
-                finish = await found.async_start_pairing(candidate.id)
-                pairing = await finish(setup_code)
+            pairing = await self._pair_setup(controller, candidate, setup_code)
         except (hk.AuthenticationError, hk.MalformedPinError) as exc:
             self._counters.inc("homekit.errors.bad_setup_code")
             raise DeviceError(
@@ -162,6 +159,29 @@ class HomeKitLink:
             firmware=held.plan.firmware,
             name=name if isinstance(name, str) else None,
         )
+
+    async def _pair_setup(self, controller: Any, candidate: Candidate, setup_code: str) -> Any:
+        """Run pair-setup, once more if the accessory refuses the code; return the pairing.
+
+        An accessory whose SRP does not pad its values to the group's length (HAP-python is
+        one) refuses the right code about once in a hundred pair-setups: the proof it computes
+        differs whenever a value starts with a zero byte. A new pair-setup draws new values,
+        so one more try hides it from the user; a wrong code costs the accessory's count of
+        failed attempts two (HAP allows 100).
+        """
+        from aiohomekit import exceptions as hk  # noqa: PLC0415
+
+        async def attempt() -> Any:
+            async with asyncio.timeout(self._timeout):
+                found = await controller.async_find(candidate.stable_id, self._timeout)
+                finish = await found.async_start_pairing(candidate.id)
+                return await finish(setup_code)
+
+        try:
+            return await attempt()
+        except hk.AuthenticationError:
+            self._counters.inc("homekit.pair_setup_retried")
+        return await attempt()
 
     async def remove(self, device: str) -> bool:
         """Remove the pairing on the accessory and here; return whether the accessory confirmed."""

@@ -22,8 +22,6 @@ from tests.support.hub import (
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_requests import requests
 
-from .test_pairing import pair_with_the_right_code
-
 MDNS = {"enabled": True, "poll_interval_s": 0.2, "http_timeout_s": 0.5, "offline_after_s": 2.0}
 
 
@@ -60,7 +58,7 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
             assert wrong["error"]["code"] == "invalid_request", wrong
             assert not accessory.is_paired()
 
-            paired = await pair_with_the_right_code(ask, device=device, setup_code=SETUP_CODE)
+            paired = await ask("pair", device=device, setup_code=SETUP_CODE)
             assert paired["status"] == "ok", paired
             assert paired["data"]["model"] == "Acme T1000"
             assert accessory.is_paired()
@@ -95,7 +93,7 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
             assert freed["data"] == {"device": device, "erased": True, "released": True}, freed
             assert not accessory.is_paired()
             await eventually(lambda: registry.get(device) is not None, 15, "listed again")
-            again = await pair_with_the_right_code(ask, device=device, setup_code=SETUP_CODE)
+            again = await ask("pair", device=device, setup_code=SETUP_CODE)
             assert again["status"] == "ok", again
             assert accessory.is_paired()
             await ask("unpair", device=device)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import io
 import json
 import re
-from functools import partial
 
 from drivers.homekit.simulator import SETUP_CODE, SimulatedAccessory
 from tests.devices.helpers import wait_for
 
 from .conftest import HomeHub
-from .test_pairing import ask, pair_with_the_right_code
+from .test_pairing import ask
 
 WRONG_CODE = "111-22-333"
 
@@ -36,9 +35,7 @@ async def test_pairing_events_and_unpair_log_pseudonyms_only(
     await wait_for(lambda: home.registry.get(device) is not None, 10)
     wrong = await ask(home, "pair", transaction="1", device=device, setup_code=WRONG_CODE)
     assert wrong["error"]["code"] == "invalid_request", wrong
-    answer = await pair_with_the_right_code(
-        partial(ask, home), transaction="2", device=device, setup_code=SETUP_CODE
-    )
+    answer = await ask(home, "pair", transaction="2", device=device, setup_code=SETUP_CODE)
     assert answer["status"] == "ok", answer
     keys = (await home.pairings.load())[device]
     accessory.temperature, accessory.humidity = 26.5, 47.0

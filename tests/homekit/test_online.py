@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from gateway.config import MdnsConfig
 from tests.devices.helpers import wait_for
 
 from .conftest import HomeHub, open_hub
-from .test_pairing import ask, pair_with_the_right_code
+from .test_pairing import ask
 
 
 def online(hub: HomeHub, device: str) -> bool:
@@ -31,9 +30,7 @@ async def test_online_follows_the_announcement_of_a_paired_accessory(
 ) -> None:
     device = home.registry.pseudonym(accessory.device_id)
     await wait_for(lambda: home.registry.get(device) is not None, 10)
-    answer = await pair_with_the_right_code(
-        partial(ask, home), transaction="1", device=device, setup_code=SETUP_CODE
-    )
+    answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
     assert answer["status"] == "ok", answer
     await wait_for(lambda: online(home, device), 5)
 
@@ -84,9 +81,7 @@ async def test_permit_join_skips_an_accessory_without_its_code_once(
         assert view.error is None
 
         # The code given with an explicit pair during the window pairs it.
-        answer = await pair_with_the_right_code(
-            partial(ask, home), transaction="2", device=device, setup_code=SETUP_CODE
-        )
+        answer = await ask(home, "pair", transaction="2", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
         assert accessory.is_paired()
         assert home.counters.get("homekit.skipped_without_code") == 1

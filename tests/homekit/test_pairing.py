@@ -8,8 +8,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +28,6 @@ async def ask(hub: HomeHub, command: str, **params: Any) -> dict[str, Any]:
     """Dispatch ``command`` as the MQTT API would and return the response body."""
     response = await hub.router.dispatch(command, json.dumps(params).encode())
     return response.body
-
-
-async def pair_with_the_right_code(
-    ask_hub: Callable[..., Awaitable[dict[str, Any]]], **params: Any
-) -> dict[str, Any]:
-    """Ask ``pair`` with ``params`` through ``ask_hub(command, **params)``, once more if the
-    code is refused: HAP-python's SRP server does not pad its values to the group's length as
-    aiohomekit does, so it refuses the right code about once in a hundred pairings (bench/wifi.py
-    counts it), and a user would try again."""
-    answer = await ask_hub("pair", **params)
-    if answer["status"] == "error" and "refused" in answer["error"]["message"]:
-        if "transaction" in params:
-            params = {**params, "transaction": f"{params['transaction']}b"}
-        answer = await ask_hub("pair", **params)
-    return answer
 
 
 async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedAccessory) -> None:
@@ -75,9 +59,7 @@ async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedA
     assert not accessory.is_paired()
 
     # The right code: paired, Accessory Information read into the device info.
-    answer = await pair_with_the_right_code(
-        partial(ask, home), transaction="5", device=device, setup_code="03145154"
-    )
+    answer = await ask(home, "pair", transaction="5", device=device, setup_code="03145154")
     assert answer["status"] == "ok", answer
     entry = answer["data"]
     assert (entry["model"], entry["firmware"], entry["name"]) == ("Acme T1000", "1.2.3", "Thermo")
@@ -119,6 +101,41 @@ async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedA
     assert not home.registry.is_paired(device)
 
 
+async def test_a_right_code_refused_once_is_tried_again_and_pairs(home: HomeHub) -> None:
+    # An accessory whose SRP does not pad its values refuses the right code now and then.
+    async with SimulatedAccessory(refuse_right_code=1) as accessory:
+        device = home.registry.pseudonym(accessory.device_id)
+        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
+        assert answer["status"] == "ok", answer
+        assert accessory.is_paired()
+        assert accessory.pair_setups == 2
+        assert home.counters.get("homekit.pair_setup_retried") == 1
+        assert home.counters.get("homekit.errors.bad_setup_code") == 0
+        await ask(home, "unpair", transaction="2", device=device)
+
+
+async def test_a_code_refused_twice_is_answered_refused_and_nothing_is_paired(
+    home: HomeHub,
+) -> None:
+    async with SimulatedAccessory(refuse_right_code=2) as accessory:
+        device = home.registry.pseudonym(accessory.device_id)
+        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
+        assert answer["status"] == "error", answer
+        assert answer["error"]["code"] == "invalid_request"
+        assert "refused the setup code" in answer["error"]["message"]
+        assert accessory.pair_setups == 2  # tried once more, not more
+        assert not accessory.is_paired()
+        assert not home.registry.is_paired(device)
+        assert home.counters.get("homekit.errors.bad_setup_code") == 1
+
+        # The user asks again: this time the accessory takes the code.
+        answer = await ask(home, "pair", transaction="2", device=device, setup_code=SETUP_CODE)
+        assert answer["status"] == "ok", answer
+        await ask(home, "unpair", transaction="3", device=device)
+
+
 def temperature(served: Database, perms: object) -> Database:
     """Serve CurrentTemperature with ``perms``."""
     for service in served["services"]:
@@ -138,9 +155,7 @@ async def test_a_characteristic_that_sends_no_events_is_not_collected(home: Home
     async with SimulatedAccessory(database=lambda db: temperature(db, ["pr"])) as accessory:
         device = home.registry.pseudonym(accessory.device_id)
         await wait_for(lambda: home.registry.get(device) is not None, 10)
-        answer = await pair_with_the_right_code(
-            partial(ask, home), transaction="1", device=device, setup_code=SETUP_CODE
-        )
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
         accessory.humidity = 43.0
         await wait_for(lambda: any(r.fields.get("humidity_percent") == 43.0 for r in home.readings))
@@ -157,9 +172,7 @@ async def test_an_unreadable_accessory_database_is_refused_cleanly(
     async with SimulatedAccessory(database=database) as accessory:
         device = home.registry.pseudonym(accessory.device_id)
         await wait_for(lambda: home.registry.get(device) is not None, 10)
-        answer = await pair_with_the_right_code(
-            partial(ask, home), transaction="1", device=device, setup_code=SETUP_CODE
-        )
+        answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "error", answer
         # not internal (the accessory's fault), nor busy (asking again changes nothing)
         assert answer["error"]["code"] == "invalid_request"
@@ -177,15 +190,11 @@ async def test_an_accessory_paired_with_another_controller(
         mine, theirs = (h.registry.pseudonym(accessory.device_id) for h in (home, other))
         await wait_for(lambda: other.registry.get(theirs) is not None, 10)
         await wait_for(lambda: home.registry.get(mine) is not None, 10)
-        answer = await pair_with_the_right_code(
-            partial(ask, other), transaction="1", device=theirs, setup_code=SETUP_CODE
-        )
+        answer = await ask(other, "pair", transaction="1", device=theirs, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
 
         # The accessory refuses a second controller: the user is told what to do.
-        answer = await pair_with_the_right_code(
-            partial(ask, home), transaction="2", device=mine, setup_code=SETUP_CODE
-        )
+        answer = await ask(home, "pair", transaction="2", device=mine, setup_code=SETUP_CODE)
         assert answer["status"] == "error", answer
         assert answer["error"]["code"] == "invalid_request"
         message = answer["error"]["message"]
@@ -195,8 +204,6 @@ async def test_an_accessory_paired_with_another_controller(
 
         # That pairing removed, the accessory pairs with this hub.
         await ask(other, "unpair", transaction="3", device=theirs)
-        answer = await pair_with_the_right_code(
-            partial(ask, home), transaction="4", device=mine, setup_code=SETUP_CODE
-        )
+        answer = await ask(home, "pair", transaction="4", device=mine, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
         await ask(home, "unpair", transaction="5", device=mine)

@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from bench.__main__ import Row, run_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +51,26 @@ def test_bench_quick_writes_every_measure(tmp_path: Path) -> None:
     measures = [row[0] for row in result["table"]]
     assert len(measures) >= 14
     assert "P5 peak RSS" in done.stdout  # the table was printed
+
+
+def test_a_failed_part_is_reported_by_the_error_inside_its_task_group() -> None:
+    def fails_in_group() -> tuple[dict[str, Any], list[Row]]:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("refused")])
+
+    def fails() -> tuple[dict[str, Any], list[Row]]:
+        raise RuntimeError("stalled")
+
+    def works() -> tuple[dict[str, Any], list[Row]]:
+        return {"figure": 1}, [("PC figure", "1", "", "ok")]
+
+    lines: list[str] = []
+    parts = [("PA", fails_in_group), ("PB", fails), ("PC", works)]
+    results, table, ok = run_parts(parts, lines.append, {})
+    assert not ok
+    assert table == [
+        ("PA failed", "ValueError: refused", "", "FAILED"),
+        ("PB failed", "RuntimeError: stalled", "", "FAILED"),
+        ("PC figure", "1", "", "ok"),  # one part failing hides no other
+    ]
+    assert "ValueError: refused" in results["PA"]["error"]
+    assert any("ValueError: refused" in line for line in lines)  # the trace is printed
