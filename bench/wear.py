@@ -339,11 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     if g.get("fsyncs_per_ack") is not None:
         print(f"{'fsyncs per acknowledged change, all its work':46} {g['fsyncs_per_ack']:10.1f}")
     years = r["card_years_32gb"]
-    lasts = "(the hub wrote nothing)" if years is None else f"{years:,.0f} years"
-    print(
-        f"{'written per day (GB)':46} {r['gb_written_per_day']:10.3f}  "
-        f"a 32 GB card rated {CARD_FULL_WRITES} full writes lasts {lasts} at this load"
+    wear = (
+        "the hub wrote nothing: no wear at this load"
+        if years is None
+        else f"a 32 GB card rated {CARD_FULL_WRITES} full writes lasts {years:,.0f} years"
     )
+    print(f"{'written per day (GB)':46} {r['gb_written_per_day']:10.3f}  {wear}")
     print(f"written {write_results('wear', r)}")
     return 0
 
