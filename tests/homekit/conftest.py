@@ -26,6 +26,7 @@ from gateway.pseudonym import Pseudonymizer
 from gateway.secure.atrest import StorageCipher
 from gateway.storage.db import open_database
 from gateway.tasks import running
+from tests.devices.helpers import wait_for
 from tests.mdns.conftest import no_leaked_tasks
 
 __all__ = ["no_leaked_tasks"]
@@ -51,6 +52,13 @@ def mdns_config() -> MdnsConfig:
     return MdnsConfig(
         interfaces=LOOPBACK, poll_interval_s=0.2, http_timeout_s=0.5, offline_after_s=2.0
     )
+
+
+async def listed(hub: HomeHub, accessory: SimulatedAccessory) -> str:
+    """Wait until ``hub`` lists ``accessory`` (10 s at most); return its pseudonymous id."""
+    device = hub.registry.pseudonym(accessory.device_id)
+    await wait_for(lambda: hub.registry.get(device) is not None, 10)
+    return device
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ import re
 from drivers.homekit.simulator import SETUP_CODE, SimulatedAccessory
 from tests.devices.helpers import wait_for
 
-from .conftest import HomeHub
+from .conftest import HomeHub, listed
 from .test_pairing import ask
 
 WRONG_CODE = "111-22-333"
@@ -31,8 +31,7 @@ def leaks(line: str, secrets: set[str]) -> list[str]:
 async def test_pairing_events_and_unpair_log_pseudonyms_only(
     json_logs: io.StringIO, home: HomeHub, accessory: SimulatedAccessory
 ) -> None:
-    device = home.registry.pseudonym(accessory.device_id)
-    await wait_for(lambda: home.registry.get(device) is not None, 10)
+    device = await listed(home, accessory)
     wrong = await ask(home, "pair", transaction="1", device=device, setup_code=WRONG_CODE)
     assert wrong["error"]["code"] == "invalid_request", wrong
     answer = await ask(home, "pair", transaction="2", device=device, setup_code=SETUP_CODE)

@@ -15,7 +15,7 @@ from drivers.homekit.simulator import SETUP_CODE, SimulatedAccessory
 from gateway.config import MdnsConfig
 from tests.devices.helpers import wait_for
 
-from .conftest import HomeHub, open_hub
+from .conftest import HomeHub, listed, open_hub
 from .test_pairing import ask
 
 
@@ -28,8 +28,7 @@ def online(hub: HomeHub, device: str) -> bool:
 async def test_online_follows_the_announcement_of_a_paired_accessory(
     home: HomeHub, accessory: SimulatedAccessory
 ) -> None:
-    device = home.registry.pseudonym(accessory.device_id)
-    await wait_for(lambda: home.registry.get(device) is not None, 10)
+    device = await listed(home, accessory)
     answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
     assert answer["status"] == "ok", answer
     await wait_for(lambda: online(home, device), 5)
@@ -57,8 +56,7 @@ async def test_permit_join_skips_an_accessory_without_its_code_once(
     async with open_hub(
         tmp_path / "state", mdns_config, os.urandom(32), os.urandom(32), pair_retry_s=0.1
     ) as home:
-        device = home.registry.pseudonym(accessory.device_id)
-        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        device = await listed(home, accessory)
         caplog.set_level(logging.INFO)
         answer = await ask(home, "permit_join", transaction="1", duration=30, transport="mdns")
         assert answer["status"] == "ok", answer

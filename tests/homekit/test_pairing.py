@@ -21,7 +21,7 @@ from gateway.config import MdnsConfig
 from gateway.discovery.homekit_keys import COLUMN
 from tests.devices.helpers import wait_for
 
-from .conftest import HomeHub, open_hub
+from .conftest import HomeHub, listed, open_hub
 
 
 async def ask(hub: HomeHub, command: str, **params: Any) -> dict[str, Any]:
@@ -31,8 +31,7 @@ async def ask(hub: HomeHub, command: str, **params: Any) -> dict[str, Any]:
 
 
 async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedAccessory) -> None:
-    device = home.registry.pseudonym(accessory.device_id)
-    await wait_for(lambda: home.registry.get(device) is not None, 10)
+    device = await listed(home, accessory)
 
     # A candidate with what the TXT record says, never contacted.
     [candidate] = (await ask(home, "devices", transaction="1"))["data"]["candidates"]
@@ -104,8 +103,7 @@ async def test_discover_pair_collect_unpair(home: HomeHub, accessory: SimulatedA
 async def test_a_right_code_refused_once_is_tried_again_and_pairs(home: HomeHub) -> None:
     # An accessory whose SRP does not pad its values refuses the right code now and then.
     async with SimulatedAccessory(refuse_right_code=1) as accessory:
-        device = home.registry.pseudonym(accessory.device_id)
-        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        device = await listed(home, accessory)
         answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
         assert accessory.is_paired()
@@ -119,8 +117,7 @@ async def test_a_code_refused_twice_is_answered_refused_and_nothing_is_paired(
     home: HomeHub,
 ) -> None:
     async with SimulatedAccessory(refuse_right_code=2) as accessory:
-        device = home.registry.pseudonym(accessory.device_id)
-        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        device = await listed(home, accessory)
         answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "error", answer
         assert answer["error"]["code"] == "invalid_request"
@@ -153,8 +150,7 @@ def service_type_not_a_uuid(served: Database) -> Database:
 
 async def test_a_characteristic_that_sends_no_events_is_not_collected(home: HomeHub) -> None:
     async with SimulatedAccessory(database=lambda db: temperature(db, ["pr"])) as accessory:
-        device = home.registry.pseudonym(accessory.device_id)
-        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        device = await listed(home, accessory)
         answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "ok", answer
         accessory.humidity = 43.0
@@ -170,8 +166,7 @@ async def test_an_unreadable_accessory_database_is_refused_cleanly(
     home: HomeHub, caplog: pytest.LogCaptureFixture, database: Callable[[Database], Database]
 ) -> None:
     async with SimulatedAccessory(database=database) as accessory:
-        device = home.registry.pseudonym(accessory.device_id)
-        await wait_for(lambda: home.registry.get(device) is not None, 10)
+        device = await listed(home, accessory)
         answer = await ask(home, "pair", transaction="1", device=device, setup_code=SETUP_CODE)
         assert answer["status"] == "error", answer
         # not internal (the accessory's fault), nor busy (asking again changes nothing)
