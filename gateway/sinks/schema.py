@@ -16,7 +16,8 @@ record was sealed under an epoch the hub announced while its clock was not trust
 
 Version 3: ``consentgate_parked``: one row per parked record (a record whose epoch was unknown
 when it came, kept sealed until its announcement comes), primary key id (ascending in arrival
-order); kid, hub, topic (the data topic it came on), payload (the sealed record), received.
+order, never given twice: SQLite AUTOINCREMENT, a PostgreSQL sequence); kid, hub, topic (the
+data topic it came on), payload (the sealed record), received.
 
 A database whose version is newer than ``SCHEMA_VERSION`` is refused, never written.
 """
@@ -46,8 +47,8 @@ SQLITE_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
     (
         """CREATE TABLE consentgate_parked (
-            id INTEGER PRIMARY KEY, kid BLOB NOT NULL, hub TEXT NOT NULL, topic TEXT NOT NULL,
-            payload BLOB NOT NULL, received REAL NOT NULL)""",
+            id INTEGER PRIMARY KEY AUTOINCREMENT, kid BLOB NOT NULL, hub TEXT NOT NULL,
+            topic TEXT NOT NULL, payload BLOB NOT NULL, received REAL NOT NULL)""",
         "CREATE INDEX consentgate_parked_kid ON consentgate_parked (kid, id)",
     ),
 )

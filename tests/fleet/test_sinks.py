@@ -158,6 +158,25 @@ async def test_parked_records_are_kept_in_order_and_unparked_with_their_opened_r
         assert (await first.count(), await first.trim_parked(1)) == (2, 0)
 
 
+async def test_a_late_unpark_deletes_only_its_own_rows_never_a_row_parked_since(
+    sink_url: str,
+) -> None:
+    # Two members open the same parked record; one deletes it first, a record of another epoch
+    # is parked, then the other member's unpark of the same id commits: a row id is never
+    # given again, so that record stays parked.
+    records, announcement = _opened(1)
+    topic = "fleet/hub-a/data/0000000000000000/x"
+    later = ParkedRecord(b"\x01" * 8, "hub-b", topic.replace("hub-a", "hub-b"), b"\x01")
+    async with open_sink(sink_url) as first, open_sink(sink_url) as second:
+        await first.store([], [], parked=[ParkedRecord(announcement.kid, "hub-a", topic, b"\x00")])
+        [seen] = await first.parked(announcement.kid, 10)
+        await second.store(records, [announcement], unparked=[seen.id])
+        await second.store([], [], parked=[later])
+        assert await first.store(records, [announcement], unparked=[seen.id]) == 0
+        assert await first.parked(later.kid, 10) == [later]
+        assert await first.count() == 1
+
+
 # A database as version 1 of the tool left it: the schema of version 1 and one record.
 VERSION_1 = {
     "sqlite": [
