@@ -177,7 +177,11 @@ _PAIRING_REFUSED: Final = {  # what the user can do about each reason a pairing 
         "the accessory is already paired with another controller; remove that pairing or "
         "reset the accessory, then try again",
     ),
-    "pairing_busy": ("busy", "the accessory is busy with another pairing; try again in a minute"),
+    "pairing_busy": (
+        "busy",
+        "the accessory is busy (another pairing, or a pause after wrong setup codes); "
+        "try again in a minute",
+    ),
     "too_many_attempts": (
         "invalid_request",
         "the accessory refuses pairing after too many wrong setup codes; reset it as its manual "

@@ -126,7 +126,7 @@ class HomeKitLink:
             raise DeviceError(
                 "not_pairable", "the accessory is already paired with another controller"
             ) from exc
-        except hk.BusyError as exc:  # another pair-setup under way
+        except hk.BusyError as exc:  # another pair-setup under way, or a pause after wrong codes
             raise DeviceError("pairing_busy", "the accessory is busy with another pairing") from exc
         except hk.MaxTriesError as exc:  # HAP: too many failed attempts; most need a reset
             raise DeviceError(
@@ -166,8 +166,9 @@ class HomeKitLink:
         An accessory whose SRP does not pad its values to the group's length (HAP-python is
         one) refuses the right code about once in a hundred pair-setups: the proof it computes
         differs whenever a value starts with a zero byte. A new pair-setup draws new values,
-        so one more try hides it from the user; a wrong code costs the accessory's count of
-        failed attempts two (HAP allows 100).
+        so one more try hides it from the user. A wrong code costs two of the accessory's
+        failed attempts (HAP allows 100; HAP-python pauses pair-setup for 60 s after 5 in a
+        row), and whatever the second try meets, the answer is the refusal.
         """
         from aiohomekit import exceptions as hk  # noqa: PLC0415
 
@@ -179,9 +180,12 @@ class HomeKitLink:
 
         try:
             return await attempt()
-        except hk.AuthenticationError:
+        except hk.AuthenticationError as refused:
             self._counters.inc("homekit.pair_setup_retried")
-        return await attempt()
+            try:
+                return await attempt()
+            except (hk.HomeKitException, TimeoutError, OSError):
+                raise refused from None  # e.g. Busy: the refusal locked the accessory a while
 
     async def remove(self, device: str) -> bool:
         """Remove the pairing on the accessory and here; return whether the accessory confirmed."""

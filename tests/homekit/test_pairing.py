@@ -133,6 +133,23 @@ async def test_a_code_refused_twice_is_answered_refused_and_nothing_is_paired(
         await ask(home, "unpair", transaction="3", device=device)
 
 
+async def test_wrong_codes_are_answered_refused_until_the_accessory_pauses_then_busy(
+    home: HomeHub, accessory: SimulatedAccessory
+) -> None:
+    # HAP-python pauses pair-setup for 60 s after 5 failed proofs in a row; each wrong code
+    # costs two, so the third one's second try meets the pause: still answered as refused.
+    device = await listed(home, accessory)
+    for n in range(3):
+        answer = await ask(home, "pair", transaction=f"{n}", device=device, setup_code="111-22-333")
+        assert answer["error"]["code"] == "invalid_request", answer
+        assert "refused the setup code" in answer["error"]["message"]
+    assert accessory.pair_setups == 5  # the sixth met the pause before it started
+    answer = await ask(home, "pair", transaction="right", device=device, setup_code=SETUP_CODE)
+    assert answer["error"]["code"] == "busy", answer
+    assert "wrong setup codes" in answer["error"]["message"]
+    assert not accessory.is_paired()
+
+
 def temperature(served: Database, perms: object) -> Database:
     """Serve CurrentTemperature with ``perms``."""
     for service in served["services"]:
