@@ -51,6 +51,8 @@ async def test_homekit_paired_over_mqtt_opened_by_consumer_restart_and_unpair(
             sink = make_sink(config, broker.port, tmp_path)
             await stack.enter_async_context(subscribed(sink))
             device = await candidate_of(hub, accessory)
+            # a request sent before the hub subscribed to its request topics is lost
+            await eventually(hub.link.connected.is_set, 15, "the hub connected")
             answer = await ask("devices")
             [candidate] = answer["data"]["candidates"]
             assert (candidate["id"], candidate["driver"]) == (device, "homekit")
