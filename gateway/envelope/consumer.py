@@ -244,6 +244,10 @@ class Consumer:
                     f"the epoch of key id {header.kid.hex()} of hub {self._retired[header.kid]!r} "
                     "is past its acceptance window"
                 )
+            if where.hub_id not in self._trust:  # no announcement of it will ever be accepted
+                raise UntrustedHubError(
+                    f"hub {where.hub_id!r} is not in the trust list", hub_id=where.hub_id
+                )
             raise UnknownEpochError(
                 f"no accepted epoch of hub {where.hub_id!r} has key id {header.kid.hex()}",
                 hub_id=where.hub_id,

@@ -60,7 +60,8 @@ class ExpiredEpochError(EnvelopeError):
 
 
 class UntrustedHubError(EnvelopeError):
-    """An announcement comes from a hub that is not in the consumer's trust list."""
+    """An announcement, or a record of an epoch not accepted, comes from a hub that is not in
+    the consumer's trust list (the record is refused, never held for an announcement)."""
 
     code: ClassVar[str] = "untrusted_hub"
 

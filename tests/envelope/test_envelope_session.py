@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from gateway.envelope.consumer import Consumer
 from gateway.envelope.errors import UnknownEpochError
 from gateway.envelope.pending import PendingRecords, resend_payload
 from gateway.envelope.session import Session
@@ -106,3 +107,15 @@ def test_records_parked_elsewhere_are_not_kept_but_their_requests_are_paced() ->
 def test_resend_payload_is_the_request_shape() -> None:
     body = json.loads(resend_payload(bytes.fromhex("0011223344556677"), "t-1"))
     assert body == {"transaction": "t-1", "kid": "0011223344556677"}
+
+
+def test_a_record_of_a_hub_not_trusted_is_refused_not_held_and_no_resend_is_asked() -> None:
+    world = World()
+    _, records = split(seal(world.sealer(), 2))
+    stranger = Consumer(world.recipient, {"hub-2": world.hub_key.public_key()})
+    session = Session(stranger, PendingRecords(clock=Clock(0.0)))
+    outcome = session.handle(records[0].topic, records[0].payload)
+    assert [getattr(r.error, "code", None) for r in outcome.rejected] == ["untrusted_hub"]
+    assert (outcome.opened, outcome.requests, outcome.held) == ((), (), None)
+    assert len(session.pending) == 0
+    assert (session.stats().rejected, session.stats().held) == (1, 0)
