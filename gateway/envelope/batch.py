@@ -8,7 +8,7 @@ from typing import Protocol
 from gateway.envelope.consumer import OpenedRecord
 from gateway.envelope.pending import ResendRequest
 from gateway.envelope.session import Outcome, Rejection
-from gateway.sinks.base import ParkedRecord, StoredAnnouncement
+from gateway.sinks.base import ParkedRecord, Stored, StoredAnnouncement
 
 
 @dataclass(slots=True)
@@ -22,6 +22,7 @@ class Batch:
     acks: list[int] = field(default_factory=list)
     parked: list[ParkedRecord] = field(default_factory=list)  # to park in the sink
     unparked: list[int] = field(default_factory=list)  # ids of parked rows now opened
+    sources: list[int] = field(default_factory=list)  # the parked row of each record, if any
     released: list[bytes] = field(default_factory=list)  # key ids of the epochs it accepted
 
 
@@ -37,8 +38,8 @@ class Tally:
 class Deliver(Protocol):
     """Commits a batch, then acknowledges, reports and sends what it produced."""
 
-    async def __call__(self, work: Batch) -> int:
-        """Deliver ``work``; return how many of its records were new to the sink."""
+    async def __call__(self, work: Batch) -> Stored:
+        """Deliver ``work``; return what the sink committed of it."""
         ...
 
 
@@ -55,3 +56,13 @@ def collect(work: Batch, outcome: Outcome, payload: object) -> None:
                 StoredAnnouncement(info.kid, info.hub_id, info.epoch, payload)
             )
         work.released.append(info.kid)
+
+
+def reported(work: Batch, stored: Stored) -> list[OpenedRecord]:
+    """Return the records of ``work`` to report once committed: all, except a record opened
+    from a parked row this commit did not delete (another member unparked it first and
+    reported it), so each unparked record is reported once across the members."""
+    if not work.sources:
+        return work.records
+    rows = stored.unparked
+    return [r for r, row in zip(work.records, work.sources, strict=True) if row in rows]

@@ -61,6 +61,7 @@ from gateway.envelope.hotpath import data_topic_aad, record_aad, split_record
 from gateway.envelope.keys import recipient_kid
 from gateway.envelope.keyschedule import SECRET_LENGTH, EpochKeys, unwrap_secret
 from gateway.envelope.topics import category_segment, parse_epoch_topic
+from gateway.errors import EnvelopeError
 
 DEFAULT_ACCEPT_DELAY_S: Final = 7 * 86400.0
 DEFAULT_MAX_EPOCHS_PER_HUB: Final = 512
@@ -223,6 +224,20 @@ class Consumer:
         self._cap_earlier(info.hub_id, info.epoch, self._bound(state), now)
         return info
 
+    def _not_open(self, hub_id: str, kid: bytes) -> EnvelopeError:
+        """Return why a record of hub ``hub_id`` under key id ``kid`` (no accepted epoch) is not
+        opened: its epoch expired, its hub is not trusted, or its announcement is still due."""
+        if kid in self._retired:
+            return ExpiredEpochError(
+                f"the epoch of key id {kid.hex()} of hub {self._retired[kid]!r} "
+                "is past its acceptance window"
+            )
+        if hub_id not in self._trust:  # no announcement of it will ever be accepted
+            return UntrustedHubError(f"hub {hub_id!r} is not in the trust list", hub_id=hub_id)
+        return UnknownEpochError(
+            f"no accepted epoch of hub {hub_id!r} has key id {kid.hex()}", hub_id=hub_id, kid=kid
+        )
+
     def open(self, topic: str, payload: bytes) -> OpenedRecord:
         """Verify, decrypt and de-duplicate the record ``payload`` received on ``topic``."""
         if len(payload) > MAX_ENVELOPE_SIZE:
@@ -239,20 +254,7 @@ class Consumer:
             self._expire(header.kid)
             state = None
         if state is None:
-            if header.kid in self._retired:
-                raise ExpiredEpochError(
-                    f"the epoch of key id {header.kid.hex()} of hub {self._retired[header.kid]!r} "
-                    "is past its acceptance window"
-                )
-            if where.hub_id not in self._trust:  # no announcement of it will ever be accepted
-                raise UntrustedHubError(
-                    f"hub {where.hub_id!r} is not in the trust list", hub_id=where.hub_id
-                )
-            raise UnknownEpochError(
-                f"no accepted epoch of hub {where.hub_id!r} has key id {header.kid.hex()}",
-                hub_id=where.hub_id,
-                kid=header.kid,
-            )
+            raise self._not_open(where.hub_id, header.kid)
         info = state.info
         if where.hub_id != info.hub_id:
             raise ForgeryError(f"a record of hub {info.hub_id!r} came on another hub's topic")

@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.envelope.batch import Batch, Tally, collect
+from gateway.envelope.batch import Batch, Tally, collect, reported
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.errors import MalformedError
 from gateway.envelope.inbox import Delivery, Inbox
@@ -43,7 +43,7 @@ from gateway.envelope.pending import PendingRecords, resend_payload
 from gateway.envelope.session import ConsumeStats, Outcome, Rejection, Session
 from gateway.errors import ConsentgateError
 from gateway.mqtt.paho_private import guard_write_registration, paho_of
-from gateway.sinks.base import Sink
+from gateway.sinks.base import Sink, Stored
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 86400
 DEFAULT_MAX_BATCH = 1000
@@ -188,7 +188,7 @@ async def _run(
     while count is None or tally.opened < count:
         batch = await inbox.take(max_batch)
         work = await _open_batch(session, parking, batch)
-        tally.stored += await deliver(work)
+        tally.stored += (await deliver(work)).new
         tally.opened += len(work.records)
         if parking is not None:
             await parking.after_commit(work, tally)
@@ -218,15 +218,15 @@ class _Deliverer:
     on_rejection: Callable[[Rejection], None] | None
     tally: Tally  # counts the requests sent
 
-    async def __call__(self, work: Batch) -> int:
-        """Deliver ``work``; return how many of its records were new to the sink."""
-        stored = 0
+    async def __call__(self, work: Batch) -> Stored:
+        """Deliver ``work``; return what the sink committed of it."""
+        stored = Stored(0)
         if self.sink is not None:
             stored = await self.sink.store(
                 work.records, work.announcements, parked=work.parked, unparked=work.unparked
             )
         self.inbox.acknowledge(work.acks)  # manual acknowledgements, after the commit
-        for record in work.records:
+        for record in reported(work, stored):
             self.on_record(record)
         if self.on_rejection is not None:
             for rejection in work.rejections:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
-from gateway.envelope.batch import Batch, Deliver, Tally, collect
+from gateway.envelope.batch import Batch, Deliver, Tally, collect, reported
 from gateway.envelope.consumer import Consumer
 from gateway.envelope.format import parse_announcement
 from gateway.envelope.session import Session
@@ -108,7 +108,7 @@ class Parking:
                 continue
             work = Batch()
             if await self._announce_from_sink(epoch.kid, work):
-                tally.stored += await self._deliver(work)  # reports a refusal, if any
+                tally.stored += (await self._deliver(work)).new  # reports a refusal, if any
                 await self._unpark(epoch.kid, tally)
             elif not work.rejections:
                 request = self._session.pending.request(epoch.topic, epoch.kid)
@@ -137,11 +137,13 @@ class Parking:
             for row in rows:
                 outcome = self._session.handle(row.topic, row.payload)
                 collect(work, outcome, b"")
+                work.sources += [row.id] * len(outcome.opened)
                 if outcome.held is not None:  # forgotten meanwhile: parked again, never lost
                     work.parked.append(replace(row, id=0))
             work.requests = []  # a request went out when the record was first parked
-            tally.stored += await self._deliver(work)
-            tally.opened += len(work.records)
+            stored = await self._deliver(work)
+            tally.stored += stored.new
+            tally.opened += len(reported(work, stored))
             if len(rows) < UNPARK_BATCH or work.parked:
                 return
 

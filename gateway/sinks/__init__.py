@@ -13,6 +13,7 @@ from gateway.sinks.base import (
     ParkedRecord,
     Sink,
     SinkError,
+    Stored,
     StoredAnnouncement,
     open_sink,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ParkedRecord",
     "Sink",
     "SinkError",
+    "Stored",
     "StoredAnnouncement",
     "open_sink",
 ]

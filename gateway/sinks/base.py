@@ -46,6 +46,16 @@ class ParkedRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """What one ``store`` committed: how many of its records were new, and which of the parked
+    rows it was to delete it deleted (another member that opened the same rows first deleted
+    the others, and reported their records)."""
+
+    new: int
+    unparked: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class ParkedEpoch:
     """An epoch the sink holds parked records of: its key id, hub, one data topic, a count."""
 
@@ -71,9 +81,10 @@ class Sink(Protocol):
         *,
         parked: Sequence[ParkedRecord] = (),
         unparked: Sequence[int] = (),
-    ) -> int:
+    ) -> Stored:
         """Commit records and announcements, park ``parked`` and delete the parked rows of ids
-        ``unparked``, in one transaction; return how many records were new."""
+        ``unparked``, in one transaction; return how many records were new and which rows of
+        ``unparked`` it deleted."""
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""

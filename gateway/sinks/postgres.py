@@ -17,6 +17,7 @@ from gateway.sinks.base import (
     ParkedEpoch,
     ParkedRecord,
     SinkError,
+    Stored,
     StoredAnnouncement,
     fields_json,
 )
@@ -47,7 +48,7 @@ _INSERT_ANNOUNCEMENTS: Final = """
 _PARK: Final = """
     INSERT INTO consentgate_parked (kid, hub, topic, payload)
     SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bytea[])"""
-_UNPARK: Final = "DELETE FROM consentgate_parked WHERE id = ANY($1::bigint[])"
+_UNPARK: Final = "DELETE FROM consentgate_parked WHERE id = ANY($1::bigint[]) RETURNING id"
 
 
 async def _guarded(call: Awaitable[T]) -> T:
@@ -98,21 +99,24 @@ class PostgresSink:
         *,
         parked: Sequence[ParkedRecord] = (),
         unparked: Sequence[int] = (),
-    ) -> int:
+    ) -> Stored:
         """Commit records and announcements, park ``parked`` and delete the parked rows of ids
-        ``unparked``, in one transaction; return how many records were new."""
+        ``unparked``, in one transaction; return how many records were new and which rows of
+        ``unparked`` it deleted (a row another member deletes meanwhile waits for its commit,
+        then is not there)."""
         db = self._connection()
+        deleted: frozenset[int] = frozenset()
         try:
             async with db.transaction():
                 if parked:
                     await db.execute(_PARK, *_columns(parked, "kid", "hub_id", "topic", "payload"))
                 if unparked:
-                    await db.execute(_UNPARK, list(unparked))
+                    deleted = frozenset(row[0] for row in await db.fetch(_UNPARK, list(unparked)))
                 if announcements:
                     columns = _columns(announcements, "kid", "hub_id", "epoch", "payload")
                     await db.execute(_INSERT_ANNOUNCEMENTS, *columns)
                 if not records:
-                    return 0
+                    return Stored(0, deleted)
                 status = await db.execute(
                     _INSERT_RECORDS,
                     [r.hub_id for r in records],
@@ -127,7 +131,7 @@ class PostgresSink:
                 )
         except _ERRORS as exc:
             raise SinkError(f"postgresql sink: {exc}") from exc
-        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+        return Stored(int(status.rsplit(" ", 1)[-1]), deleted)  # "INSERT 0 <rows>"
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from gateway.sinks.base import (
     ParkedEpoch,
     ParkedRecord,
     SinkError,
+    Stored,
     StoredAnnouncement,
     fields_json,
 )
@@ -29,7 +31,7 @@ _INSERT_ANNOUNCEMENT = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 _PARK = "INSERT INTO consentgate_parked (kid, hub, topic, payload, received) VALUES (?, ?, ?, ?, ?)"
-_UNPARK = "DELETE FROM consentgate_parked WHERE id = ?"
+_UNPARK = "DELETE FROM consentgate_parked WHERE id IN (SELECT value FROM json_each(?)) RETURNING id"
 
 
 class SqliteSink:
@@ -71,9 +73,10 @@ class SqliteSink:
         *,
         parked: Sequence[ParkedRecord] = (),
         unparked: Sequence[int] = (),
-    ) -> int:
+    ) -> Stored:
         """Commit records and announcements, park ``parked`` and delete the parked rows of ids
-        ``unparked``, in one transaction; return how many records were new."""
+        ``unparked``, in one transaction; return how many records were new and which rows of
+        ``unparked`` it deleted (writers take turns: ``BEGIN IMMEDIATE``)."""
         db = self._connection()
         now = time.time()
         rows = [
@@ -104,14 +107,16 @@ class SqliteSink:
                 await db.executemany(
                     _PARK, [(p.kid, p.hub_id, p.topic, p.payload, now) for p in parked]
                 )
+            deleted: frozenset[int] = frozenset()
             if unparked:
-                await db.executemany(_UNPARK, [(i,) for i in unparked])
+                async with db.execute(_UNPARK, (json.dumps(list(unparked)),)) as cursor:
+                    deleted = frozenset(row[0] for row in await cursor.fetchall())
             await db.execute("COMMIT")
         except aiosqlite.Error as exc:
             if db.in_transaction:
                 await db.execute("ROLLBACK")
             raise SinkError(f"sqlite sink {self.path}: {exc}") from exc
-        return added
+        return Stored(added, deleted)
 
     async def announcement(self, kid: bytes) -> StoredAnnouncement | None:
         """Return the stored announcement of epoch ``kid``, or None."""

@@ -19,12 +19,14 @@ from pathlib import Path
 import aiomqtt
 
 from bench.fleet_hubs import SimHub, publish_rows
+from gateway.envelope.batch import Batch, Tally, reported
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.envelope.keys import generate_recipient, load_recipient_private
 from gateway.envelope.live import DEFAULT_MAX_PARKED, Broker, consume
-from gateway.envelope.session import ConsumeStats
+from gateway.envelope.parking import Parking
+from gateway.envelope.session import ConsumeStats, Session
 from gateway.model import OutboxRow
-from gateway.sinks import Sink, open_sink
+from gateway.sinks import ParkedRecord, Sink, Stored, open_sink
 from tests.fleet.brokers import RabbitMQ
 from tests.support.mosquitto import Mosquitto
 
@@ -179,6 +181,45 @@ async def test_a_member_opens_the_records_another_member_parked(
                 await client.publish(hub.announcement.topic, b"", qos=1, retain=True)
         assert sorted(r.seq for r in opened) == list(range(20))
         assert (stats_b.stored, stats_b.held, await sink_b.count()) == (20, 0, 20)
+
+
+class _Member:
+    """One consumer process's parking over a shared sink; reports what ``consume`` would."""
+
+    def __init__(self, hub: _Hub, sink: Sink) -> None:
+        self.sink = sink
+        self.reported: list[OpenedRecord] = []
+        self.tally = Tally()
+        self.session = Session(hub.consumer())
+        self.session.handle(hub.announcement.topic, hub.announcement.payload)  # accepted
+        self.parking = Parking(self.session, sink, hub.sim.base, self, DEFAULT_MAX_PARKED)
+
+    async def __call__(self, work: Batch) -> Stored:
+        stored = await self.sink.store(
+            work.records, work.announcements, parked=work.parked, unparked=work.unparked
+        )
+        self.reported += reported(work, stored)
+        return stored
+
+
+async def test_two_members_unparking_the_same_records_report_each_once(
+    tmp_path: Path, sink_url: str
+) -> None:
+    hub = _Hub(tmp_path, "parking-race", 20)
+    kid = hub.sim.sealer.kid or b""
+    async with open_sink(sink_url) as sink_a, open_sink(sink_url) as sink_b:
+        parked = [ParkedRecord(kid, hub.sim.hub_id, r.topic, r.payload) for r in hub.records]
+        await sink_a.store([], [], parked=parked)
+        a, b = _Member(hub, sink_a), _Member(hub, sink_b)
+        # Both accepted the announcement and read the same parked rows before either commits.
+        await asyncio.gather(
+            a.parking.after_commit(Batch(released=[kid]), a.tally),
+            b.parking.after_commit(Batch(released=[kid]), b.tally),
+        )
+        assert sorted([len(a.reported), len(b.reported)]) == [0, 20]  # one commit took them
+        assert sorted(r.seq for r in a.reported + b.reported) == list(range(20))
+        assert a.tally.opened + b.tally.opened == 20
+        assert (await sink_a.count(), await sink_a.parked(kid, 100)) == (20, [])
 
 
 async def test_the_parking_keeps_the_newest_records_within_its_bound(

@@ -18,7 +18,14 @@ from bench.fleet_hubs import SimHub
 from gateway.cli.envelope_cmds import record_json
 from gateway.envelope.consumer import Consumer, OpenedRecord
 from gateway.model import Observation, Value
-from gateway.sinks import ParkedEpoch, ParkedRecord, SinkError, StoredAnnouncement, open_sink
+from gateway.sinks import (
+    ParkedEpoch,
+    ParkedRecord,
+    SinkError,
+    Stored,
+    StoredAnnouncement,
+    open_sink,
+)
 from gateway.sinks.schema import POSTGRES_MIGRATIONS, SCHEMA_VERSION, SQLITE_MIGRATIONS
 
 DEVICE = "00000000000000ff"
@@ -55,15 +62,15 @@ async def test_postgresql_stores_a_record_once_whoever_delivers_it(postgres_url:
 async def _stored_once(url: str) -> None:
     records, announcement = _opened(10)
     async with open_sink(url) as first, open_sink(url) as second:  # two members, one database
-        assert await first.store(records[:6], [announcement]) == 6
-        assert await second.store(records[4:], [announcement]) == 4  # 4 and 5 were stored
+        assert (await first.store(records[:6], [announcement])).new == 6
+        assert (await second.store(records[4:], [announcement])).new == 4  # 4 and 5 were stored
         assert await second.count() == 10
         stored = await second.announcement(announcement.kid)
         assert stored == announcement
         assert await first.announcement(b"\x00" * 8) is None
     async with open_sink(url) as again:  # the schema is migrated once, data kept
         assert await again.count() == 10
-        assert await again.store(records, []) == 0
+        assert (await again.store(records, [])).new == 0
 
 
 # A hub may seal what a sensor reports: NaN, infinities, a NUL inside a text. PostgreSQL's
@@ -104,7 +111,7 @@ async def _stores_awkward_fields(url: str) -> None:
     records, announcement = _opened(3, AWKWARD)
     assert records[0].fields["label"] == "a\x00b"  # the record itself is untouched
     async with open_sink(url) as sink:
-        assert await sink.store(records, [announcement]) == 3
+        assert (await sink.store(records, [announcement])).new == 3
 
 
 def test_unknown_sink_urls_are_refused() -> None:
@@ -149,9 +156,8 @@ async def test_parked_records_are_kept_in_order_and_unparked_with_their_opened_r
             ParkedEpoch(announcement.kid, "hub-a", parked[0].topic, 4)
         ]
         # the opened records and the deletion of their parked rows commit together
-        assert (
-            await first.store(records[:2], [announcement], unparked=[r.id for r in rows[:2]]) == 2
-        )
+        stored = await first.store(records[:2], [announcement], unparked=[r.id for r in rows[:2]])
+        assert stored == Stored(2, frozenset(r.id for r in rows[:2]))
         assert await second.parked(announcement.kid, 10) == parked[2:]
         assert await first.trim_parked(1) == 1  # the oldest goes first
         assert await second.parked(announcement.kid, 10) == parked[3:]
@@ -172,7 +178,8 @@ async def test_a_late_unpark_deletes_only_its_own_rows_never_a_row_parked_since(
         [seen] = await first.parked(announcement.kid, 10)
         await second.store(records, [announcement], unparked=[seen.id])
         await second.store([], [], parked=[later])
-        assert await first.store(records, [announcement], unparked=[seen.id]) == 0
+        late = await first.store(records, [announcement], unparked=[seen.id])
+        assert late == Stored(0)  # no record new, no row deleted: the other member reported it
         assert await first.parked(later.kid, 10) == [later]
         assert await first.count() == 1
 
@@ -203,7 +210,7 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_records(sink_url: 
     estimated, announcement = _opened(2, estimated=True)
     async with open_sink(sink_url) as sink:
         assert await sink.count() == 1
-        assert await sink.store(estimated, [announcement]) == 2
+        assert (await sink.store(estimated, [announcement])).new == 2
     assert await _sql(sink_url, "SELECT version FROM consentgate_schema") == [(SCHEMA_VERSION,)]
     stored = await _sql(sink_url, "SELECT hub, ts_estimated FROM consentgate_records")
     assert sorted((hub, bool(flag)) for hub, flag in stored) == [
